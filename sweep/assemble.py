@@ -1,0 +1,110 @@
+"""Trials' decisions and the baselines (computed once, here on the driver) -> `Tables` rows.
+
+Threshold methods (em_router, branchynet, cascade) are evaluated at every threshold on val; the
+thresholds that are Pareto-optimal on val are the ones reported on test (`split` says which).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trainers import baselines as B
+
+
+def _correct(logits: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """logits [N,T,C], label [N] -> bool [N,T]: is target t right on sample n."""
+    return logits.argmax(-1) == label[:, None]
+
+
+def _add_threshold_method(tables, *, meta, routes: dict, costs: dict, correct: dict,
+                          thresholds, names) -> None:
+    """routes/costs {split: [T,N]} (costs may be None: per-target costs used)."""
+    rows = np.arange(routes["val"].shape[1])
+    acc = np.array([correct["val"][rows, r].mean() for r in routes["val"]])     # [T]
+    val_cost = costs["val"].mean(1)
+    keep = B.pareto_on_val(val_acc=acc, val_cost=val_cost)
+    for split in ("val", "test"):
+        for i, th in enumerate(thresholds):
+            if split == "test" and not keep[i]:
+                continue
+            r = routes[split][i].astype(np.int64)
+            tables.add(meta={**meta, "threshold": float(th)}, split=split, target=r,
+                       correct=correct[split][np.arange(len(r)), r], cost=costs[split][i],
+                       target_names=names)
+
+
+def expert_family(tables, store, *, trials, expert_ms, gater_ms, cfg) -> None:
+    names, seed0 = store["meta"]["experts"], cfg.data.seed
+    ms = np.asarray(expert_ms, float)
+    correct = {s: _correct(store[s]["expert_logits"], store[s]["label"]) for s in ("val", "test")}
+    n_test = len(store["test"]["label"])
+    base = {"family": "experts", "cost_unit": "ms", "seed": seed0}
+    for e, name in enumerate(names):
+        tables.add(meta={**base, "method": "expert", "variant": name}, split="test",
+                   target=np.full(n_test, e), correct=correct["test"][:, e],
+                   cost=np.full(n_test, ms[e]), target_names=names)
+    for t in trials:
+        meta = {**base, "method": "gater", "trial_id": t["trial_id"], "seed": t["seed"],
+                "lam": t["lam"], "tau": t["tau"]}
+        if t["status"] != "ok":
+            tables.add_failed(meta={**meta, "error": t["error"]})
+            continue
+        for split in ("val", "test"):
+            r = t["decisions"][f"{split}_target"].astype(np.int64)
+            tables.add(meta=meta, split=split, target=r, correct=correct[split][np.arange(len(r)), r],
+                       cost=gater_ms + ms[r], target_names=names)
+        mix = np.bincount(t["decisions"]["test_target"], minlength=len(names)) / n_test
+        r = B.random_routes(n=n_test, probs=mix, seed=t["seed"])
+        tables.add(meta={**base, "method": "random", "variant": "gater-mix", "seed": t["seed"],
+                         "lam": t["lam"], "tau": t["tau"]}, split="test", target=r,
+                   correct=correct["test"][np.arange(n_test), r], cost=ms[r], target_names=names)
+    r = B.oracle_routes(correct=correct["test"], costs=ms, fallback="cheapest")
+    tables.add(meta={**base, "method": "oracle"}, split="test", target=r,
+               correct=correct["test"][np.arange(n_test), r], cost=ms[r], target_names=names)
+    _cascade(tables, store, base=base, ms=ms, correct=correct, names=names,
+             thresholds=cfg.sweep.cascade_thresholds)
+
+
+def _cascade(tables, store, *, base, ms, correct, names, thresholds) -> None:
+    """Cheapest -> most accurate (on val), stop when max softmax >= threshold."""
+    acc_val, cheapest = correct["val"].mean(0), int(np.argmin(ms))
+    # cheapest first, then by cost every expert more accurate (on val) than the cheapest
+    order = [int(i) for i in np.argsort(ms) if i == cheapest or acc_val[i] > acc_val[cheapest]]
+    routes, costs = {}, {}
+    for s in ("val", "test"):
+        routes[s], costs[s] = B.cascade_routes(logits=store[s]["expert_logits"], order=order,
+                                               costs=ms, thresholds=np.asarray(thresholds))
+    _add_threshold_method(tables, meta={**base, "method": "cascade"}, routes=routes,
+                          costs=costs, correct=correct, thresholds=thresholds, names=names)
+
+
+def exit_family(tables, store, *, trials, exit_costs, cfg) -> None:
+    names, seed0 = store["meta"]["exits"], cfg.data.seed
+    c = np.asarray(exit_costs, float)
+    correct = {s: _correct(store[s]["exit_logits"], store[s]["label"]) for s in ("val", "test")}
+    n = {s: len(store[s]["label"]) for s in ("val", "test")}
+    base = {"family": "exits", "cost_unit": "compute", "seed": seed0}
+    add = lambda meta, r, split="test": tables.add(
+        meta={**base, **meta}, split=split, target=r, correct=correct[split][np.arange(len(r)), r],
+        cost=c[r], target_names=names)
+    for k, name in enumerate(names):
+        add({"method": "exit", "variant": name}, B.fixed_routes(n=n["test"], target=k))
+    for seed in sorted({t["seed"] for t in trials} or {seed0}):
+        add({"method": "random", "variant": "uniform", "seed": seed},
+            B.random_routes(n=n["test"], probs=np.full(len(c), 1 / len(c)), seed=seed))
+    add({"method": "oracle"}, B.oracle_routes(correct=correct["test"], costs=c, fallback="last"))
+    th = np.asarray(cfg.exits.branchynet_thresholds)
+    routes = {s: B.branchynet_routes(exit_logits=store[s]["exit_logits"], thresholds=th)
+              for s in ("val", "test")}
+    _add_threshold_method(tables, meta={**base, "method": "branchynet"}, routes=routes,
+                          costs={s: c[routes[s]] for s in routes}, correct=correct,
+                          thresholds=th, names=names)
+    for t in trials:
+        meta = {**base, "method": "em_router", "trial_id": t["trial_id"], "seed": t["seed"],
+                "lam": t["lam"], "tau": t["tau"]}
+        if t["status"] != "ok":
+            tables.add_failed(meta={**meta, "error": t["error"]})
+            continue
+        routes = {s: t["decisions"][f"{s}_target"].astype(np.int64) for s in ("val", "test")}
+        _add_threshold_method(tables, meta=meta, routes=routes,
+                              costs={s: c[routes[s]] for s in routes}, correct=correct,
+                              thresholds=cfg.exits.thresholds, names=names)

@@ -1,0 +1,197 @@
+"""The shared feature store: frozen models' outputs on every split x severity, computed once.
+
+Two parts, each cached under its own content hash so toggling a family rebuilds nothing else:
+
+* `experts`: expert logits [N,E,C], the gater's downsampled input [N,g,g,3] uint8, measured
+  latency (batch 1) and FLOPs of every expert and of the gater.
+* `exits`:   pooled features after each ResNet stage [N,d_k], exit-head logits [N,K,C], the
+  cumulative FLOPs of each exit.
+
+Both carry label / severity / corruption / sample_id. `build_store` returns the merged in-memory
+store `{"meta": {...}, "train"|"val"|"test": {name: ndarray}}` (layout: docs/architecture.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+
+from sweep import store_io
+from sweep.corruptions import SEVERITIES, expand_severities, reference_levels
+from sweep.data import resize_uint8
+
+CODE_FILES = ("sweep/data.py", "sweep/imagefolder.py", "sweep/corruptions.py",
+              "sweep/features.py", "trainers/experts.py", "trainers/multiexit.py",
+              "trainers/gater.py", "trainers/cost.py")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def code_version() -> str:
+    """Hash of the source files whose change would change cached outputs."""
+    h = hashlib.sha256()
+    for rel in CODE_FILES:
+        with open(os.path.join(_ROOT, rel), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def part_key(part: str, cfg, device: str) -> str:
+    """Content hash of everything that determines a store part."""
+    what = {"data": dataclasses.asdict(cfg.data), "device": device.split(":")[0],
+            "code": code_version(), "part": part}
+    if part == "experts":
+        what["experts"] = [dict(s) for s in resolved_expert_dicts(cfg)]
+        what["gater"] = {k: getattr(cfg.gater, k) for k in ("gater_size", "embed_dim")}
+        what["latency_repeats"] = cfg.experts.latency_repeats
+    else:
+        what["exits"] = {k: v for k, v in dataclasses.asdict(cfg.exits).items()
+                         if k in ("width", "stem", "epochs", "lr", "batch_size", "augment",
+                                  "train_on_corrupted", "head_hidden", "head_epochs")}
+    blob = json.dumps(what, sort_keys=True, default=str).encode()
+    return f"{part}-{hashlib.sha256(blob).hexdigest()[:20]}"
+
+
+def resolved_expert_dicts(cfg) -> list[dict]:
+    from trainers.experts import PROFILES, spec_to_dict
+    if cfg.experts.specs:
+        dicts = [dict(s) for s in cfg.experts.specs]
+    else:
+        dicts = [spec_to_dict(s) for s in PROFILES[cfg.experts.profile]]
+    cap = cfg.experts.max_epochs
+    return [{**d, "epochs": min(d["epochs"], cap)} if cap and "epochs" in d else d for d in dicts]
+
+
+def corruption_levels(cfg) -> dict:
+    return cfg.data.levels or reference_levels(cfg.data.image_size)
+
+
+def expand_all(cfg, splits) -> dict[str, dict[str, np.ndarray]]:
+    """Every split x severity (images uint8 [S*N,H,W,3] + per-sample columns)."""
+    levels = corruption_levels(cfg)
+    return {name: expand_severities(s.images, s.labels, severities=cfg.data.severities,
+                                    levels=levels, seed=cfg.data.seed + 101 * i)
+            for i, (name, s) in enumerate(splits.items())}
+
+
+def _columns(x: dict) -> dict:
+    return {k: x[k] for k in ("label", "severity", "corruption", "sample_id")}
+
+
+def build_store(cfg, splits, *, device: str, log=print) -> tuple[dict, dict]:
+    """-> (store, info) where info says per part whether it came from the cache."""
+    expanded, parts, info = None, [], {}
+    for part, enabled in (("experts", cfg.gater.enabled), ("exits", cfg.exits.enabled)):
+        if not enabled:
+            continue
+        path = os.path.join(cfg.cache_dir, part_key(part, cfg, device))
+        hit = store_io.is_complete(path)
+        if not hit:
+            expanded = expanded if expanded is not None else expand_all(cfg, splits)
+            log(f"[features] building '{part}' part -> {path}")
+            builder = _build_experts if part == "experts" else _build_exits
+            arrays, meta = builder(cfg, expanded, device=device)
+            store_io.save_part(path, arrays, meta)
+        else:
+            log(f"[features] cache hit for '{part}': {path}")
+        parts.append(store_io.load_part(path))
+        info[part] = {"path": os.path.abspath(path), "cache_hit": hit}
+    return merge_parts(parts), info
+
+
+def merge_parts(parts) -> dict:
+    store: dict = {"meta": {}}
+    for arrays, meta in parts:
+        store["meta"].update(meta)
+        for split, named in arrays.items():
+            store.setdefault(split, {}).update(named)
+    return store
+
+
+def _per_severity_accuracy(correct: np.ndarray, severity: np.ndarray) -> dict:
+    out = {"all": float(correct.mean())}
+    for i, s in enumerate(SEVERITIES):
+        if (severity == i).any():
+            out[s] = float(correct[severity == i].mean())
+    return out
+
+
+def _build_experts(cfg, expanded, *, device):
+    from trainers import experts as zoo
+    from trainers.cost import count_flops, measure_latency_ms
+    from trainers.gater import Gater
+    specs = [zoo.spec_from_dict(d) for d in resolved_expert_dicts(cfg)]
+    ncls = int(expanded["train"]["label"].max()) + 1
+    arrays = {s: {**_columns(x), "expert_logits": [],
+                  "gater_input": resize_uint8(x["images"], cfg.gater.gater_size)}
+              for s, x in expanded.items()}
+    meta = {"experts": [], "expert_costs": {}, "expert_accuracy": {}, "timings": {}}
+    for spec in specs:
+        t0 = time.perf_counter()
+        model = zoo.build_expert(spec, num_classes=ncls).to(device)
+        tr = expanded["train"]
+        keep = np.ones(len(tr["label"]), bool) if spec.train_on_corrupted else tr["severity"] == 0
+        model = zoo.train_expert(model, spec, images=tr["images"][keep], labels=tr["label"][keep],
+                                 seed=cfg.data.seed, device=device)
+        for s, x in expanded.items():
+            arrays[s]["expert_logits"].append(zoo.expert_logits(
+                model, images=x["images"], input_size=spec.input_size, device=device))
+        shape = (1, 3, spec.input_size, spec.input_size)
+        lat = measure_latency_ms(model, input_shape=shape, device=device,
+                                 repeats=cfg.experts.latency_repeats)
+        meta["experts"].append(spec.name)
+        meta["expert_costs"][spec.name] = {"latency_ms": lat["median_ms"], "latency": lat,
+                                           "flops": int(count_flops(model, input_shape=shape))}
+        correct = arrays["test"]["expert_logits"][-1].argmax(1) == expanded["test"]["label"]
+        meta["expert_accuracy"][spec.name] = _per_severity_accuracy(correct,
+                                                                    expanded["test"]["severity"])
+        meta["timings"][spec.name] = time.perf_counter() - t0
+        print(f"[features] expert {spec.name}: test acc {meta['expert_accuracy'][spec.name]}, "
+              f"{lat['median_ms']:.3f} ms, {meta['timings'][spec.name]:.1f} s")
+    for s in arrays:
+        arrays[s]["expert_logits"] = np.stack(arrays[s]["expert_logits"], 1).astype(np.float32)
+    gater = Gater(len(specs), embed_dim=cfg.gater.embed_dim).to(device).eval()
+    gshape = (1, 3, cfg.gater.gater_size, cfg.gater.gater_size)
+    glat = measure_latency_ms(gater, input_shape=gshape, device=device,
+                              repeats=cfg.experts.latency_repeats)
+    meta["gater_cost"] = {"latency_ms": glat["median_ms"], "latency": glat,
+                          "flops": int(count_flops(gater, input_shape=gshape))}
+    meta["latency_method"] = glat.get("method", "")
+    meta["classes"] = ncls
+    return arrays, meta
+
+
+def _build_exits(cfg, expanded, *, device):
+    from trainers import multiexit as mx
+    e, tr = cfg.exits, expanded["train"]
+    ncls = int(tr["label"].max()) + 1
+    stem = e.stem if e.stem != "auto" else ("cifar" if cfg.data.image_size <= 64 else "imagenet")
+    t0 = time.perf_counter()
+    keep = np.ones(len(tr["label"]), bool) if e.train_on_corrupted else tr["severity"] == 0
+    model = mx.MultiExitResNet(ncls, stem=stem, width=e.width).to(device)
+    model = mx.train_backbone(model, images=tr["images"][keep], labels=tr["label"][keep],
+                              epochs=e.epochs, lr=e.lr, batch_size=e.batch_size,
+                              seed=cfg.data.seed, augment=e.augment, device=device)
+    feats = {s: mx.extract_exit_features(model, images=x["images"], batch_size=256, device=device)
+             for s, x in expanded.items()}
+    heads = mx.train_exit_heads(feats["train"], tr["label"], hidden=e.head_hidden,
+                                epochs=e.head_epochs, lr=1e-3, batch_size=128, seed=cfg.data.seed)
+    arrays = {}
+    for s, x in expanded.items():
+        arrays[s] = {**_columns(x), "exit_logits": mx.exit_logits(heads, feats[s])}
+        arrays[s].update({f"exit_features_{k}": f for k, f in enumerate(feats[s])})
+    flops = [int(f) for f in mx.exit_flops(model, image_size=cfg.data.image_size)]
+    names = [f"exit{k + 1}" for k in range(len(flops))]
+    pred = arrays["test"]["exit_logits"].argmax(-1)                          # [N,K]
+    acc = {n: _per_severity_accuracy(pred[:, k] == expanded["test"]["label"],
+                                     expanded["test"]["severity"]) for k, n in enumerate(names)}
+    meta = {"exits": names, "exit_flops": flops, "exit_stem": stem, "exit_accuracy": acc,
+            "exit_costs": {m: [float(c) for c in mx.exit_costs(flops, mode=m)]
+                           for m in ("flops", "uniform")},
+            "exit_timings": {"backbone_and_heads_s": time.perf_counter() - t0}}
+    print(f"[features] exits: test acc {[round(acc[n]['all'], 4) for n in names]}, "
+          f"cost {[round(c, 3) for c in meta['exit_costs']['flops']]}")
+    return arrays, meta

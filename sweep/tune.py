@@ -1,0 +1,93 @@
+"""Ray Tune: the grid, resources, checkpoints and failure policy; the only place that runs Tune.
+
+One Tuner runs both families: the grid is a list of points {family, lam, tau, seed}; the store
+is put in the object store ONCE by `tune.with_parameters` and every trial reads it zero-copy.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import ray
+from ray import tune
+
+from sweep.trials import router_trial
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def grid_points(cfg) -> list[dict]:
+    pts = []
+    for family, sec in (("experts", cfg.gater), ("exits", cfg.exits)):
+        if sec.enabled:
+            pts += [{"family": family, "lam": float(lam), "tau": float(tau), "seed": int(seed)}
+                    for seed in sec.seeds for tau in sec.taus for lam in sec.lams]
+    return pts
+
+
+def trial_settings(cfg, costs: dict) -> dict:
+    """What trials need besides the store: plain numbers, resolved costs."""
+    g, e, sw = cfg.gater, cfg.exits, cfg.sweep
+    common = {"gpus_per_trial": sw.gpus_per_trial}
+    return {"cpus_per_trial": sw.cpus_per_trial,
+            "experts": {**common, "lr": g.lr, "batch_size": g.batch_size, "epochs": g.epochs,
+                        "ce_scale": g.ce_scale, "embed_dim": g.embed_dim,
+                        "eval_route": g.eval_route, "expert_ms": costs.get("expert_ms"),
+                        "gater_ms": costs.get("gater_ms")},
+            "exits": {**common, "exit_costs": costs.get("exit_costs"), "em_iters": e.em_iters,
+                      "em_tol": e.em_tol, "router_hidden": e.router_hidden,
+                      "router_epochs": e.router_epochs, "router_lr": e.router_lr,
+                      "router_batch_size": e.router_batch_size,
+                      "thresholds": list(e.thresholds)}}
+
+
+def init_ray(address: str | None) -> None:
+    """Connect to `address` / RAY_ADDRESS, else start a local Ray (dashboard on 127.0.0.1 only)."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT] + paths)  # local workers import us
+    ray.init(include_dashboard=False, dashboard_host="127.0.0.1", configure_logging=False,
+             log_to_driver=True)
+
+
+def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str = "sweep"):
+    sw = cfg.sweep
+    trainable = tune.with_resources(tune.with_parameters(router_trial, store=store),
+                                    {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial})
+    return tune.Tuner(
+        trainable,
+        param_space={"point": tune.grid_search(grid_points(cfg)), "settings": settings},
+        tune_config=tune.TuneConfig(max_concurrent_trials=sw.max_concurrent or None,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage_path,
+            failure_config=tune.FailureConfig(max_failures=sw.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+
+
+def collect(result_grid) -> list[dict]:
+    """One dict per trial: its point, status, error, final metrics and decision arrays."""
+    out = []
+    for r in result_grid:
+        point, metrics = r.config["point"], dict(r.metrics or {})
+        row = {**point, "trial_id": metrics.get("trial_id") or os.path.basename(r.path),
+               "status": "ok", "error": None, "metrics": metrics, "decisions": None}
+        if r.error is not None:
+            row.update(status="failed", error=str(r.error).strip().splitlines()[-1][:500])
+        elif metrics.get("status") == "failed":
+            row.update(status="failed", error=metrics.get("error"))
+        elif r.checkpoint is not None:
+            with r.checkpoint.as_directory() as d:
+                p = os.path.join(d, "decisions.npz")
+                if os.path.exists(p):
+                    with np.load(p, allow_pickle=False) as z:
+                        row["decisions"] = {k: z[k] for k in z.files}
+        if row["status"] == "ok" and row["decisions"] is None:
+            row.update(status="failed", error="trial ended without final decisions")
+        out.append(row)
+    return out

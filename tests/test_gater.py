@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from trainers import gater as G
+
+
+def test_latency_term_hand_worked_example():
+    c = torch.tensor([2.14, 10.59, 7.56])
+    val = G.latency_term(y_soft=torch.tensor([[0.5, 0.0, 0.5]]), costs=c)
+    assert val.item() == pytest.approx(0.3207, abs=1e-4)
+
+
+def test_composite_loss_matches_formula():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(4, 3, 5), torch.tensor([0, 1, 2, 3])
+    z = torch.eye(3)[[0, 1, 2, 0]]
+    y_soft = torch.full((4, 3), 1 / 3)
+    c = torch.tensor([1.0, 3.0, 2.0])
+    loss, l_class, l_lat = G.composite_loss(z=z, y_soft=y_soft, expert_logits=logits,
+                                            labels=labels, costs=c, lam=0.7, ce_scale=3.0)
+    mixed = logits[torch.arange(4), torch.tensor([0, 1, 2, 0])]
+    ce = torch.nn.functional.cross_entropy(mixed, labels) / 3.0
+    assert l_class.item() == pytest.approx(ce.item())
+    assert l_lat.item() == pytest.approx(0.5)   # (2 - 1) / (3 - 1)
+    assert loss.item() == pytest.approx(0.7 * ce.item() + 0.3 * 0.5)
+
+
+def test_gumbel_st_forward_one_hot_gradient_soft():
+    logits = torch.randn(6, 3, requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
+    z, y_soft = G.gumbel_softmax_st(logits, tau=0.7, generator=gen)
+    assert torch.equal(z.detach().sum(-1), torch.ones(6))
+    assert set(z.detach().unique().tolist()) <= {0.0, 1.0}
+    w = torch.randn(6, 3)
+    (gz,) = torch.autograd.grad((z * w).sum(), logits)
+    logits2 = logits.detach().clone().requires_grad_(True)
+    _, y2 = G.gumbel_softmax_st(logits2, tau=0.7, generator=torch.Generator().manual_seed(0))
+    (gs,) = torch.autograd.grad((y2 * w).sum(), logits2)
+    assert torch.allclose(gz, gs)
+
+
+def test_gumbel_seeded():
+    a = G.gumbel_softmax_st(torch.zeros(5, 3), tau=1.0, generator=torch.Generator().manual_seed(1))
+    b = G.gumbel_softmax_st(torch.zeros(5, 3), tau=1.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a[0], b[0])
+
+
+class _Expert(nn.Module):
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _expert_input(i, images_u8):
+    return images_u8.permute(0, 3, 1, 2).float() / 255.0
+
+
+def test_cached_and_algorithm1_trainers_agree():
+    rng = np.random.default_rng(0)
+    images = torch.as_tensor(rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8))
+    gin = torch.as_tensor(rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8))
+    labels = torch.as_tensor(rng.integers(0, 4, 40))
+    experts = [_Expert(s).eval() for s in range(3)]
+    with torch.no_grad():
+        cached = torch.stack([e(_expert_input(i, images)) for i, e in enumerate(experts)], 1)
+    costs = torch.tensor([1.0, 4.0, 2.5])
+    losses = []
+    for algo in ("cached", "algorithm1"):
+        torch.manual_seed(0)
+        gater = G.Gater(3, embed_dim=16)
+        opt = torch.optim.Adam(gater.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(5)
+        run = []
+        for _ in range(2):
+            if algo == "cached":
+                m = G.train_epoch(gater, opt, G.GaterData(gin, cached, labels), costs=costs,
+                                  lam=0.8, tau=1.0, batch_size=8, generator=gen)
+            else:
+                m = G.train_epoch_algorithm1(gater, opt, experts, images=images, gater_input=gin,
+                                             labels=labels, costs=costs, lam=0.8, tau=1.0,
+                                             expert_input=_expert_input, batch_size=8,
+                                             generator=gen)
+            run.append(m["loss"])
+        losses.append(run)
+    assert np.allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_costs_include_gater():
+    gin = torch.zeros(5, 16, 16, 3, dtype=torch.uint8)
+    logits = torch.zeros(5, 2, 3)
+    logits[:, 0, 1] = 1.0   # expert 0 predicts class 1
+    data = G.GaterData(gin, logits, torch.ones(5, dtype=torch.long))
+    out = G.evaluate(G.Gater(2, embed_dim=8), data, costs_ms=np.array([1.0, 5.0]), gater_ms=0.5)
+    assert set(out["cost"]) <= {1.5, 5.5}
+    assert ((out["target"] == 0) == out["correct"]).all()

@@ -1,0 +1,169 @@
+"""The latency-aware Gumbel-Softmax gater (METHODS.md A) and its two trainers.
+
+* `train_epoch` / `evaluate` work from CACHED expert logits (the feature store): the maths of
+  "train dense" (every expert's logits on every sample) without running a single expert.
+* `train_epoch_algorithm1` is the paper's literal Algorithm 1: the frozen experts run on every
+  batch. Same loss, same generator consumption, so for one seed both give the same losses
+  (tests/test_gater.py); `python -m sweep.bench` times one against the other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def to_float_nchw(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> normalised float [B,3,H,W]."""
+    x = images_u8.permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - _MEAN.to(x.device)) / _STD.to(x.device)
+
+
+class Gater(nn.Module):
+    """SqueezeNet 1.1 features[:5] -> conv stride 2 + ReLU -> global avg pool -> Linear(d, E).
+
+    features[:5] = conv3x3/2 (64) -> ReLU -> maxpool -> Fire(64->128) -> Fire(128->128).
+    """
+
+    def __init__(self, num_experts: int, *, embed_dim: int = 128, pretrained: bool = False):
+        super().__init__()
+        from torchvision.models import squeezenet1_1
+        weights = "DEFAULT" if pretrained else None
+        self.trunk = squeezenet1_1(weights=weights).features[:5]           # [B,128,h,w]
+        self.down = nn.Sequential(nn.Conv2d(128, embed_dim, 3, stride=2, padding=1), nn.ReLU())
+        self.head = nn.Linear(embed_dim, num_experts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x float [B,3,g,g] -> routing logits l [B,E]."""
+        h = self.down(self.trunk(x)).mean(dim=(2, 3))                        # [B,d]
+        return self.head(h)
+
+
+def gumbel_softmax_st(logits: torch.Tensor, *, tau: float, generator: torch.Generator):
+    """Straight-through Gumbel-Softmax. Returns (z, y_soft), both [B,E].
+
+    z = y_hard - y_soft.detach() + y_soft: one-hot forward, gradient of the soft sample.
+    Noise comes from `generator` so a seed fixes every route.
+    """
+    u = torch.rand(logits.shape, generator=generator, device=logits.device)
+    gumbel = -torch.log((-torch.log(u.clamp_min(1e-10))).clamp_min(1e-10))
+    y_soft = F.softmax((logits + gumbel) / tau, dim=-1)
+    y_hard = F.one_hot(y_soft.argmax(-1), logits.shape[-1]).to(y_soft.dtype)
+    return y_hard - y_soft.detach() + y_soft, y_soft
+
+
+def latency_term(*, y_soft: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
+    """L_lat = mean_batch((sum_i y_soft_i C_i - min C) / (max C - min C)); y_soft [B,E], C [E]."""
+    span = (costs.max() - costs.min()).clamp_min(1e-12)
+    return ((y_soft @ costs - costs.min()) / span).mean()
+
+
+def composite_loss(*, z, y_soft, expert_logits, labels, costs, lam: float, ce_scale: float = 3.0):
+    """L = lam * CE(sum_i z_i yhat_i, y) / ce_scale + (1 - lam) * L_lat.
+
+    z, y_soft [B,E]; expert_logits [B,E,C]; labels [B]; costs [E]. Returns (L, L_class, L_lat).
+    """
+    mixed = torch.einsum("be,bec->bc", z, expert_logits)                     # [B,C]
+    l_class = F.cross_entropy(mixed, labels) / ce_scale
+    l_lat = latency_term(y_soft=y_soft, costs=costs)
+    return lam * l_class + (1 - lam) * l_lat, l_class, l_lat
+
+
+@dataclass
+class GaterData:
+    """Tensors of one split as the trainers read them (views on the store, no copies)."""
+    gater_input: torch.Tensor      # uint8 [N,g,g,3]
+    expert_logits: torch.Tensor    # float32 [N,E,C]
+    labels: torch.Tensor           # int64 [N]
+
+    @classmethod
+    def from_store(cls, split: dict, device="cpu") -> "GaterData":
+        t = lambda a: torch.as_tensor(np.asarray(a)).to(device)
+        return cls(t(split["gater_input"]), t(split["expert_logits"]), t(split["label"]))
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator):
+    perm = torch.randperm(n, generator=generator, device=generator.device)
+    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _step(gater, opt, x, logits_fn, labels, *, costs, lam, tau, ce_scale, generator):
+    z, y_soft = gumbel_softmax_st(gater(x), tau=tau, generator=generator)
+    loss, l_class, l_lat = composite_loss(z=z, y_soft=y_soft, expert_logits=logits_fn(),
+                                          labels=labels, costs=costs, lam=lam, ce_scale=ce_scale)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite gater loss {loss.item()} (lam={lam}, tau={tau})")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item(), l_class.item(), l_lat.item()
+
+
+def _mean_metrics(rows) -> dict:
+    a = np.asarray(rows, np.float64)
+    return {"loss": float(a[:, 0].mean()), "loss_class": float(a[:, 1].mean()),
+            "loss_latency": float(a[:, 2].mean())}
+
+
+def train_epoch(gater, opt, data: GaterData, *, costs, lam, tau, batch_size=32, ce_scale=3.0,
+                generator: torch.Generator) -> dict:
+    """One epoch on cached expert logits. Returns mean loss terms."""
+    gater.train()
+    rows = []
+    for idx in _batches(len(data.labels), batch_size, generator):
+        idx_d = idx.to(data.labels.device)
+        x = to_float_nchw(data.gater_input[idx_d])
+        rows.append(_step(gater, opt, x, lambda: data.expert_logits[idx_d], data.labels[idx_d],
+                          costs=costs, lam=lam, tau=tau, ce_scale=ce_scale, generator=generator))
+    return _mean_metrics(rows)
+
+
+def train_epoch_algorithm1(gater, opt, experts, *, images, gater_input, labels, costs, lam, tau,
+                           expert_input, batch_size=32, ce_scale=3.0,
+                           generator: torch.Generator) -> dict:
+    """Algorithm 1 verbatim: each batch runs every frozen expert (eval, no grad) on its images.
+
+    images uint8 [N,S,S,3] (expert resolution source), gater_input uint8 [N,g,g,3];
+    expert_input(i, images_u8_batch) -> the float batch expert i expects.
+    """
+    gater.train()
+    rows = []
+    for idx in _batches(len(labels), batch_size, generator):
+        def logits_fn():
+            with torch.no_grad():
+                return torch.stack([e(expert_input(i, images[idx]))
+                                    for i, e in enumerate(experts)], dim=1)  # [B,E,C]
+        x = to_float_nchw(gater_input[idx])
+        rows.append(_step(gater, opt, x, logits_fn, labels[idx], costs=costs, lam=lam, tau=tau,
+                          ce_scale=ce_scale, generator=generator))
+    return _mean_metrics(rows)
+
+
+@torch.no_grad()
+def route(gater, gater_input: torch.Tensor, *, mode="argmax", tau=1.0, generator=None,
+          batch_size=1024) -> np.ndarray:
+    """Chosen expert per sample, int64 [N]: argmax of l (default) or a Gumbel sample."""
+    gater.eval()
+    out = []
+    for i in range(0, len(gater_input), batch_size):
+        logits = gater(to_float_nchw(gater_input[i:i + batch_size]))
+        if mode == "sampled":
+            logits = gumbel_softmax_st(logits, tau=tau, generator=generator)[0]
+        out.append(logits.argmax(-1).cpu())
+    return torch.cat(out).numpy()
+
+
+def evaluate(gater, data: GaterData, *, costs_ms: np.ndarray, gater_ms: float,
+             mode="argmax", tau=1.0, generator=None) -> dict:
+    """Per-sample decisions: target int [N], correct bool [N], cost ms [N] (gater + expert)."""
+    target = route(gater, data.gater_input, mode=mode, tau=tau, generator=generator)
+    pred = data.expert_logits.argmax(-1).cpu().numpy()                       # [N,E]
+    correct = pred[np.arange(len(target)), target] == data.labels.cpu().numpy()
+    return {"target": target, "correct": correct,
+            "cost": gater_ms + np.asarray(costs_ms, np.float64)[target]}
