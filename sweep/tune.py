@@ -55,6 +55,13 @@ def init_ray(address: str | None) -> None:
              log_to_driver=True)
 
 
+def trial_name(trial) -> str:
+    """e.g. gater_lam0.7_tau1_s0 / em_lam2_tau0.5_s1: the grid point is readable in Tune's table."""
+    p = trial.config["point"]
+    kind = "gater" if p["family"] == "experts" else "em"
+    return f"{kind}_lam{p['lam']:g}_tau{p['tau']:g}_s{p['seed']}_{trial.trial_id[-5:]}"
+
+
 def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str = "sweep"):
     sw = cfg.sweep
     trainable = tune.with_resources(tune.with_parameters(router_trial, store=store),
@@ -63,7 +70,8 @@ def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str
         trainable,
         param_space={"point": tune.grid_search(grid_points(cfg)), "settings": settings},
         tune_config=tune.TuneConfig(max_concurrent_trials=sw.max_concurrent or None,
-                                    reuse_actors=True),
+                                    reuse_actors=True, trial_name_creator=trial_name,
+                                    trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path,
             failure_config=tune.FailureConfig(max_failures=sw.max_failures),

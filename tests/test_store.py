@@ -1,0 +1,82 @@
+"""The feature store: content-addressed cache, atomic parts, no expert work on a cache hit."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from sweep import store_io
+from sweep.config import load_config
+from sweep.data import load_splits
+from sweep.features import build_store, part_key
+
+TINY = ["experts.max_epochs=1", "experts.latency_repeats=2", "exits.epochs=1",
+        "exits.head_epochs=1", "data.name=synthetic", "data.synthetic_n=60",
+        "data.synthetic_classes=3", "data.image_size=32"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    cfg = load_config(None, TINY + [f"cache_dir={cache}"])
+    splits, _ = load_splits("synthetic", image_size=32, seed=0, synthetic_n=60,
+                            synthetic_classes=3)
+    store, info = build_store(cfg, splits, device="cpu")
+    return cfg, splits, store, info
+
+
+def test_store_layout(built):
+    cfg, splits, store, info = built
+    n = len(splits["train"].labels) * 4
+    tr = store["train"]
+    assert tr["expert_logits"].shape == (n, 3, 3) and tr["expert_logits"].dtype == np.float32
+    assert tr["gater_input"].shape == (n, 32, 32, 3) and tr["gater_input"].dtype == np.uint8
+    assert tr["exit_logits"].shape == (n, 4, 3)
+    assert [tr[f"exit_features_{k}"].shape[0] for k in range(4)] == [n] * 4
+    assert not any(v["cache_hit"] for v in info.values())
+    meta = store["meta"]
+    assert len(meta["experts"]) == 3 and all(meta["expert_costs"][e]["latency_ms"] > 0
+                                             for e in meta["experts"])
+    assert np.all(np.diff(meta["exit_costs"]["flops"]) > 0)
+
+
+def test_cache_hit_does_no_expert_forward(built, monkeypatch):
+    cfg, splits, store, _ = built
+    import trainers.experts as zoo
+    import trainers.multiexit as mx
+
+    def boom(*a, **k):
+        raise AssertionError("expert work on a cache hit")
+    for mod, name in ((zoo, "build_expert"), (zoo, "expert_logits"), (zoo, "train_expert"),
+                      (mx, "train_backbone"), (mx, "extract_exit_features")):
+        monkeypatch.setattr(mod, name, boom)
+    store2, info = build_store(cfg, splits, device="cpu")
+    assert all(v["cache_hit"] for v in info.values())
+    for split in ("train", "test"):
+        for k, v in store[split].items():
+            assert np.array_equal(v, store2[split][k]), k
+
+
+def test_key_depends_on_what_determines_it(built):
+    cfg = built[0]
+    other = load_config(None, TINY + ["data.seed=1"])
+    assert part_key("experts", cfg, "cpu") != part_key("experts", other, "cpu")
+    gater_only = load_config(None, TINY + ["gater.lr=0.5"])    # trials only: same store
+    assert part_key("experts", cfg, "cpu") == part_key("experts", gater_only, "cpu")
+
+
+def test_partial_part_is_not_complete(built, tmp_path):
+    _, _, _, info = built
+    src = info["experts"]["path"]
+    assert store_io.is_complete(src)
+    manifest = json.load(open(os.path.join(src, "MANIFEST.json")))
+    victim = next(r for r in manifest["files"] if r.endswith(".npy"))
+    # a copy with one truncated array must not be taken as complete
+    import shutil
+    dst = tmp_path / "copy"
+    shutil.copytree(src, dst)
+    with open(dst / victim, "r+b") as f:
+        f.truncate(10)
+    assert not store_io.is_complete(str(dst))
+    os.remove(dst / "MANIFEST.json")
+    assert not store_io.is_complete(str(dst))
