@@ -1,0 +1,200 @@
+"""Tables as text: display formatting (units, CIs, percentages) and text / Markdown / HTML writers.
+
+`display(kind, frame, family=...)` turns a numeric table of `analysis.tables.build_tables` into
+strings with the seed papers' conventions: the expert family shows accuracy in % and latency in
+ms (gater paper), the exit family accuracy and cost as fractions with 4 decimals (EM paper);
+seed means carry their 95% interval as 'mean [lo, hi]'. The writers need no extra packages
+(no `tabulate`); `to_html` escapes every cell and header.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+import numpy as np
+import pandas as pd
+
+UNITS = {  # family -> accuracy scale, accuracy digits, cost digits, headers
+    "experts": {"scale": 100.0, "acc_digits": 2, "cost_digits": 2,
+                "acc": "Acc (%)", "cost": "Lat (ms)"},
+    "exits": {"scale": 1.0, "acc_digits": 4, "cost_digits": 4,
+              "acc": "Accuracy", "cost": "Cost"},
+}
+DEFAULT_UNITS = {"scale": 1.0, "acc_digits": 4, "cost_digits": 4, "acc": "Accuracy",
+                 "cost": "Cost"}
+
+
+def fmt_num(value, digits=2, *, scale=1.0) -> str:
+    """A number with fixed decimals; '' for None / NaN."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return f"{float(value) * scale:.{digits}f}"
+
+
+def fmt_ci(mean, lo, hi, *, digits=2, scale=1.0) -> str:
+    """'mean [lo, hi]', or just 'mean' when the interval is undefined (a single seed)."""
+    text = fmt_num(mean, digits, scale=scale)
+    if text and not (pd.isna(lo) or pd.isna(hi)):
+        text += f" [{fmt_num(lo, digits, scale=scale)}, {fmt_num(hi, digits, scale=scale)}]"
+    return text
+
+
+def _stat_columns(frame: pd.DataFrame, units: dict) -> dict:
+    acc = [fmt_ci(r.accuracy, r.accuracy_lo, r.accuracy_hi, digits=units["acc_digits"],
+                  scale=units["scale"]) for r in frame.itertuples()]
+    cost = [fmt_ci(r.cost, r.cost_lo, r.cost_hi, digits=units["cost_digits"])
+            for r in frame.itertuples()]
+    return {units["acc"]: acc, units["cost"]: cost}
+
+
+def _optional_params(frame: pd.DataFrame) -> dict:
+    """λ / τ / threshold columns, only those with at least one value."""
+    out = {}
+    for name, col in (("λ", "lam"), ("τ", "tau"), ("threshold", "threshold")):
+        if col in frame and frame[col].notna().any():
+            out[name] = [fmt_num(v, 3).rstrip("0").rstrip(".") if not pd.isna(v) else ""
+                         for v in frame[col]]
+    return out
+
+
+def routing_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
+    """Gater-paper Tables 2-6: [method,] λ, τ, [threshold,] Acc, Lat, seeds, %→target ..."""
+    cols = {}
+    if frame["method"].nunique() > 1:
+        cols["Method"] = list(frame["method"])
+    cols.update(_optional_params(frame))
+    cols.update(_stat_columns(frame, units))
+    cols["seeds"] = [str(n) for n in frame["n_seeds"]]
+    for col in [c for c in frame.columns if c.startswith("share:")]:
+        cols["%→" + col[len("share:"):]] = [fmt_num(v, 1, scale=100.0) for v in frame[col]]
+    return pd.DataFrame(cols)
+
+
+def baseline_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
+    """EM-paper Table 1: Method, Accuracy, Cost (+ seeds, failed)."""
+    cols = {"Method": list(frame["label"])}
+    cols.update(_stat_columns(frame, units))
+    cols["seeds"] = [str(n) for n in frame["n_seeds"]]
+    if frame["n_failed"].sum():
+        cols["failed"] = [str(n) for n in frame["n_failed"]]
+    return pd.DataFrame(cols)
+
+
+def frontier_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
+    cols = {"Severity": list(frame["severity"]), "Configuration": list(frame["label"])}
+    cols.update(_stat_columns(frame, units))
+    cols["seeds"] = [str(n) for n in frame["n_seeds"]]
+    return pd.DataFrame(cols)
+
+
+def lift_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
+    d, s = units["acc_digits"], units["scale"]
+    return pd.DataFrame({
+        "Severity": list(frame["severity"]), "Configuration": list(frame["label"]),
+        units["acc"]: [fmt_num(v, d, scale=s) for v in frame["accuracy"]],
+        units["cost"]: [fmt_num(v, units["cost_digits"]) for v in frame["cost"]],
+        "static mix": [fmt_num(v, d, scale=s) for v in frame["static_accuracy"]],
+        "lift": [("+" if v >= 0 else "") + fmt_num(v, d, scale=s) for v in frame["lift"]]})
+
+
+def scores_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
+    c = units["cost_digits"]
+    return pd.DataFrame({
+        "Severity": list(frame["severity"]), "Method": list(frame["method"]),
+        "configs": [str(v) for v in frame["n_configs"]],
+        "HV (norm.)": [fmt_num(v, 4) for v in frame["hypervolume"]],
+        "AIQ": [fmt_num(v, 4) for v in frame["aiq"]],
+        "APGR": [fmt_num(v, 4) for v in frame["apgr"]],
+        "CPT(50%)": [fmt_num(v, c) or "—" for v in frame["cpt50"]],
+        "CPT(80%)": [fmt_num(v, c) or "—" for v in frame["cpt80"]]})
+
+
+def significance_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
+    d, s = units["acc_digits"], units["scale"]
+    return pd.DataFrame({
+        "Configuration": list(frame["label"]), "vs": list(frame["reference"]),
+        "seed": [str(v) for v in frame["seed"]], "Severity": list(frame["severity"]),
+        "n": [str(v) for v in frame["n"]],
+        units["acc"]: [fmt_num(v, d, scale=s) for v in frame["accuracy"]],
+        "ref": [fmt_num(v, d, scale=s) for v in frame["accuracy_ref"]],
+        "only router ✓": [str(v) for v in frame["b"]],
+        "only ref ✓": [str(v) for v in frame["c"]],
+        "p (McNemar)": [f"{v:.3g}" for v in frame["pvalue"]]})
+
+
+def significance_summary_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
+    d, s = units["acc_digits"], units["scale"]
+    return pd.DataFrame({
+        "Configuration": list(frame["label"]), "vs": list(frame["reference"]),
+        "Severity": list(frame["severity"]), "seeds": [str(v) for v in frame["seeds"]],
+        units["acc"]: [fmt_num(v, d, scale=s) for v in frame["accuracy"]],
+        "ref": [fmt_num(v, d, scale=s) for v in frame["accuracy_ref"]],
+        "max p over seeds": [f"{v:.3g}" for v in frame["p_max"]]})
+
+
+def failed_display(frame: pd.DataFrame, units: dict | None = None) -> pd.DataFrame:
+    out = pd.DataFrame({"trial": frame["trial_id"].fillna("").astype(str),
+                        "family": frame["family"].fillna("").astype(str),
+                        "method": frame["method"].fillna("").astype(str)})
+    out = pd.concat([out, pd.DataFrame(_optional_params(frame))], axis=1)
+    out["seed"] = [fmt_num(v, 0) for v in frame["seed"]]
+    out["error"] = frame["error"].fillna("").astype(str).str.slice(0, 200)
+    return out
+
+
+KINDS = {"routing": routing_display, "baselines": baseline_display,
+         "frontier": frontier_display, "lift": lift_display, "scores": scores_display,
+         "significance": significance_display,
+         "significance_summary": significance_summary_display, "failed": failed_display}
+
+
+def display(kind: str, frame: pd.DataFrame, *, family=None) -> pd.DataFrame:
+    """The formatted (string) version of a numeric table of kind KINDS[...]."""
+    if frame is None or frame.empty:
+        return pd.DataFrame()
+    return KINDS[kind](frame.reset_index(drop=True), UNITS.get(family, DEFAULT_UNITS))
+
+
+def to_text(frame: pd.DataFrame) -> str:
+    """A plain aligned text table (two spaces between columns)."""
+    if frame.empty:
+        return "(none)"
+    cells = [list(map(str, frame.columns))] + frame.astype(str).values.tolist()
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table ('|' in cells escaped)."""
+    if frame.empty:
+        return "_(none)_"
+    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(c) for c in frame.columns) + " |",
+             "|" + "|".join("---" for _ in frame.columns) + "|"]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in frame.values.tolist()]
+    return "\n".join(lines)
+
+
+_NUMERIC = re.compile(r"^([-+]?\d[\d.e+-]*( \[.*\])?|—|)$")
+
+
+def _cell(value) -> str:
+    text = str(value)
+    css = ' class="num"' if _NUMERIC.match(text) else ""
+    return f"<td{css}>{html.escape(text)}</td>"
+
+
+def to_html(frame: pd.DataFrame, *, css_class="tbl") -> str:
+    """An HTML <table>; every header and cell is HTML-escaped; numbers right-aligned."""
+    if frame.empty:
+        return '<p class="none">(none)</p>'
+    numeric = [all(_NUMERIC.match(str(v)) for v in frame[c]) for c in frame.columns]
+    num = ' class="num"'
+    head = "".join(f"<th{num if n else ''}>{html.escape(str(c))}</th>"
+                   for c, n in zip(frame.columns, numeric))
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>"
+                   for row in frame.values.tolist())
+    return (f'<div class="tbl-wrap"><table class="{css_class}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")

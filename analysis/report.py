@@ -1,0 +1,344 @@
+"""The report: `python -m analysis.report RESULTS_DIR [--format md|csv]`.
+
+Writes RESULTS_DIR/report.html (self-contained: plotly.js inlined once, opens offline), prints
+the key tables, and with --format also RESULTS_DIR/tables/tables.md or one CSV per table.
+Every user-provided string (config, method names, errors, manifest values) is HTML-escaped.
+Bad input exits with code 2 and one line on stderr.
+
+For `sweep.run`: `write_report(dir, formats=...)` -> path, `build_tables(load(dir))` and
+`summary_text(tables)` -> the terminal text.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import plotly.io as pio
+
+from analysis import figures as F
+from analysis.errors import AnalysisError
+from analysis.io import SEVERITIES, load
+from analysis.markup import display, to_html, to_markdown, to_text
+from analysis.stats import summarise_significance
+from analysis.tables import build_tables, families
+
+FAMILY_TITLES = {"experts": "Expert family — gater over frozen experts (cost: latency, ms)",
+                 "exits": "Exit family — EM router over a multi-exit backbone "
+                          "(cost: fraction of full compute)"}
+CSS = """
+body{font-family:Inter,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#1d2733;
+background:#f6f7f9}main{max-width:1280px;margin:0 auto;padding:24px 32px 64px}
+header{background:#1d2733;color:#fff;padding:20px 32px}header h1{margin:0;font-size:24px}
+header p{margin:6px 0 0;color:#c9d3de}h2{border-bottom:2px solid #d0d6de;padding-bottom:6px;
+margin-top:40px}h3{margin-top:28px;color:#2a3f5f}.card{background:#fff;border-radius:8px;
+box-shadow:0 1px 3px rgba(0,0,0,.08);padding:12px 16px;margin:12px 0}
+.tbl-wrap{overflow-x:auto}table.tbl{border-collapse:collapse;font-size:13px;margin:6px 0}
+.tbl th,.tbl td{padding:4px 10px;border-bottom:1px solid #e3e7ec;text-align:left;
+white-space:nowrap}.tbl .num{text-align:right;font-variant-numeric:tabular-nums}
+.tbl th{background:#eef1f5}.warn{background:#fff4e5;border-left:4px solid #e69f00}
+.warn h2{margin-top:4px}.note{color:#5b6b7c;font-size:13px}
+.meta-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:4px 24px}
+pre{background:#f0f2f5;padding:10px;overflow-x:auto;font-size:12px}
+details>summary{cursor:pointer;font-weight:600;margin:8px 0}
+.badge{display:inline-block;padding:2px 8px;border-radius:10px;background:#e3e7ec;
+color:#1d2733;font-size:12px;margin-left:8px}nav a{margin-right:14px}
+"""
+ONERROR = ("<script>window.onerror=function(m,s,l){var d=document.getElementById("
+           "'script-errors');if(d){var p=document.createElement('p');p.className='script-error';"
+           "p.textContent=String(m)+' ('+s+':'+l+')';d.appendChild(p);d.hidden=false;}};</script>")
+NOTES = {
+    "a": "Faint markers: single seeds. Solid markers: seed means with 95% bootstrap intervals. "
+         "Orange step: Pareto frontier of the seed means (oracle excluded: it reads the labels). "
+         "Dotted: best accuracy reachable by randomly mixing single models within the budget.",
+    "scores": "HV: hypervolume against (cost of the most expensive single model, accuracy 0), "
+              "divided by that box. AIQ: mean of the non-decreasing convex hull over the single "
+              "models' cost range. APGR: mean share of the gap between the cheapest and the most "
+              "accurate single model recovered within each budget; CPT(x): the lowest cost that "
+              "recovers x of that gap.",
+    "lift": "Lift = accuracy minus the static-mixing accuracy at the same cost (below the "
+            "cheapest single model: that model's accuracy).",
+    "significance": "McNemar's exact test against the most accurate single model on the same "
+                    "test samples, seed by seed; b/c: samples only one of the two gets right.",
+}
+
+
+def _section(title: str, body: str, *, anchor=None, level=2) -> str:
+    ident = f' id="{html.escape(anchor)}"' if anchor else ""
+    return f"<h{level}{ident}>{html.escape(title)}</h{level}>\n{body}\n"
+
+
+def _details(summary: str, body: str, *, open_=False) -> str:
+    return (f"<details{' open' if open_ else ''}><summary>{html.escape(summary)}</summary>"
+            f"{body}</details>")
+
+
+def _note(key: str) -> str:
+    return f'<p class="note">{html.escape(NOTES[key])}</p>'
+
+
+class _Figures:
+    """Turns figures into HTML divs; plotly.js is inlined with the first one only."""
+
+    def __init__(self):
+        self.count = 0
+
+    def html(self, fig) -> str:
+        self.count += 1
+        div = pio.to_html(fig, full_html=False, include_plotlyjs=self.count == 1,
+                          div_id=f"figure-{self.count}", default_height=f"{fig.layout.height}px",
+                          config={"displaylogo": False, "responsive": True})
+        return f'<div class="card">{div}</div>'
+
+
+def _table(tables: dict, key: str, kind: str, *, family=None, severity=None) -> str:
+    """One table of `tables` as HTML, filtered to a family and a severity ('all') if given."""
+    frame = tables.get(key)
+    if frame is None or len(frame) == 0:
+        return '<p class="none">(none)</p>'
+    if family is not None and "family" in frame.columns:
+        frame = frame[frame["family"] == family]
+    if severity is not None:
+        frame = frame[frame["severity"] == severity]
+    return to_html(display(kind, frame, family=family))
+
+
+def _overall_then_levels(tables: dict, key: str, kind: str, family: str, title: str) -> str:
+    """The overall (whole test set) table, then the per-severity rows folded away."""
+    levels = tables.get(key)
+    per_level = ""
+    if levels is not None and len(levels):
+        levels = levels[(levels.get("family") == family) & (levels["severity"] != "all")]
+        per_level = _details(f"{title} — per severity", to_html(display(kind, levels,
+                                                                         family=family)))
+    return _table(tables, key, kind, family=family, severity="all") + per_level
+
+
+def _routing_html(tables: dict, family: str) -> str:
+    parts = []
+    for i, sev in enumerate(("all",) + SEVERITIES):
+        frame = tables.get(f"routing/{family}/{sev}")
+        if frame is not None:
+            name = "overall (whole test set)" if sev == "all" else sev
+            parts.append(_details(f"Routing — {name}",
+                                  to_html(display("routing", frame, family=family)), open_=i == 0))
+    return "".join(parts) or '<p class="none">(no learned router in this family)</p>'
+
+
+def _family_html(tables: dict, family: str, figs: _Figures) -> str:
+    agg, unit = tables["aggregate"], "ms" if family == "experts" else "compute"
+    body = [_section("(a) Accuracy vs cost", figs.html(F.frontier_figure(
+        agg, tables["points"], tables["frontier"], family=family)) + _note("a"), level=3)]
+    for key, kind, title in (("scores", "scores", "Frontier scores"),
+                             ("frontier", "frontier", "Pareto frontier (seed means, 95% CI)"),
+                             ("lift", "lift", "Lift over static mixing"),
+                             ("significance", "significance",
+                              "Paired significance (McNemar, exact)")):
+        note = _note(kind) if kind in NOTES else ""
+        body.append(_section(title, note + _overall_then_levels(tables, key, kind, family, title),
+                             level=3))
+    for method in F.learned_methods(agg, family=family):
+        body.append(_section(f"(b) Routing share — {method}", figs.html(
+            F.routing_figure(tables, family=family, method=method)), level=3))
+        body.append(_section(f"(c) Accuracy per severity across λ — {method}", figs.html(
+            F.severity_figure(agg, family=family, method=method)), level=3))
+    body.append(_section("Routing tables", _routing_html(tables, family), level=3))
+    baselines = tables[f"baselines/{family}"]
+    body.append(_section("(d) Baselines (whole test set)", figs.html(
+        F.baseline_figure(baselines, family=family, unit=unit))
+        + to_html(display("baselines", baselines, family=family)), level=3))
+    return _section(FAMILY_TITLES.get(family, f"Family: {family}"), "\n".join(body),
+                    anchor=f"family-{family}")
+
+
+def _kv(mapping) -> str:
+    """A two-column table of a dict; nested values as compact JSON; all escaped."""
+    if not isinstance(mapping, dict) or not mapping:
+        return '<p class="none">(not recorded)</p>'
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_value(v))}</td></tr>"
+                   for k, v in mapping.items())
+    return f'<div class="tbl-wrap"><table class="tbl"><tbody>{rows}</tbody></table></div>'
+
+
+def _value(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
+def _costs_html(costs: dict) -> str:
+    """Per-model cost tables (dicts of dicts), small dicts as key-value, scalars together."""
+    if not isinstance(costs, dict) or not costs:
+        return '<p class="none">(not recorded)</p>'
+    parts, scalars = [], {}
+    for key, value in costs.items():
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            parts.append(f"<h4>{html.escape(str(key))}</h4>" + to_html(_dict_frame(value)))
+        elif isinstance(value, dict):
+            parts.append(f"<h4>{html.escape(str(key))}</h4>" + _kv(value))
+        else:
+            scalars[key] = value
+    if scalars:
+        parts.append("<h4>how measured</h4>" + _kv(scalars))
+    return '<div class="meta-grid">' + "".join(f"<div>{p}</div>" for p in parts) + "</div>"
+
+
+def _dict_frame(nested: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"name": k, **{c: _value(x) for c, x in v.items()}}
+                         for k, v in nested.items()]).fillna("")
+
+
+def _metadata_html(manifest: dict) -> str:
+    m = manifest or {}
+    run = {k: m.get(k) for k in ("routesweep_version", "status", "config_name", "created",
+                                 "finished") if k in m}
+    small = [_section(title, _kv(m.get(key) if key else run), level=3)
+             for title, key in (("Run", None), ("Hardware", "hardware"),
+                                ("Package versions", "versions"), ("Timings (s)", "timings"),
+                                ("Dataset", "dataset"))]
+    parts = ['<div class="meta-grid">' + "".join(f"<div>{x}</div>" for x in small) + "</div>",
+             _section("Measured costs", _costs_html(m.get("costs")), level=3),
+             _section("Resolved configuration", "<pre>" + html.escape(json.dumps(
+                 m.get("config", {}), indent=2, default=str)) + "</pre>", level=3)]
+    return _section("Run metadata", "\n".join(parts), anchor="metadata")
+
+
+def _failed_html(tables: dict) -> str:
+    failed = tables["failed"]
+    if failed.empty:
+        return ""
+    body = (f"<p>{len(failed)} trial(s) failed; they are excluded from the means "
+            "(see 'failed' counts) and listed here.</p>" + to_html(display("failed", failed)))
+    return f'<div class="card warn">{_section("Failed trials", body, anchor="failed")}</div>'
+
+
+def build_html(tables: dict) -> tuple[str, int]:
+    """The whole report page and its number of figures."""
+    manifest = tables.get("manifest") or {}
+    name = manifest.get("config_name") or manifest.get("config", {}).get("name", "run")
+    figs, fams = _Figures(), families(tables["aggregate"])
+    family_html = "\n".join(_family_html(tables, f, figs) for f in fams)
+    nav = "".join(f'<a href="#family-{f}">{html.escape(f)}</a>' for f in fams)
+    head = (f'<meta charset="utf-8"><meta name="routesweep-figures" content="{figs.count}">'
+            f"<title>routesweep report — {html.escape(str(name))}</title>"
+            f"<style>{CSS}</style>{ONERROR}")
+    header = (f"<header><h1>routesweep report: {html.escape(str(name))}"
+              f'<span class="badge">{html.escape(str(manifest.get("status", "unknown")))}'
+              f"</span></h1><p>{html.escape(str(manifest.get('created', '')))} → "
+              f"{html.escape(str(manifest.get('finished', '')))}</p></header>")
+    body = (f'<div id="script-errors" hidden></div>{header}<main><nav>{nav}'
+            f'<a href="#metadata">metadata</a></nav>{_failed_html(tables)}{family_html}'
+            f"{_metadata_html(manifest)}</main>")
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>", figs.count
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _display_tables(tables: dict) -> list:
+    """(title, kind, family, key) of every table shown in md output, in order."""
+    out = [("Failed trials", "failed", None, "failed")]
+    for f in families(tables["aggregate"]):
+        out.append((f"{f}: baselines (whole test set)", "baselines", f, f"baselines/{f}"))
+        for sev in ("all",) + SEVERITIES:
+            if f"routing/{f}/{sev}" in tables:
+                out.append((f"{f}: routing — {sev}", "routing", f, f"routing/{f}/{sev}"))
+        for kind in ("scores", "frontier", "lift", "significance"):
+            out.append((f"{f}: {kind}", kind, f, kind))
+    return out
+
+
+def _family_rows(tables: dict, key: str, family):
+    frame = tables.get(key)
+    if frame is None or len(frame) == 0 or family is None or "family" not in frame.columns:
+        return frame
+    return frame[frame["family"] == family]
+
+
+def write_tables(tables: dict, directory, *, formats=()) -> list:
+    """Write RESULTS_DIR/tables/tables.md and/or one CSV per numeric table; returns the paths."""
+    out_dir, written = Path(directory) / "tables", []
+    if formats:
+        out_dir.mkdir(exist_ok=True)
+    if "md" in formats:
+        parts = [f"## {title}\n\n" + to_markdown(display(kind, _family_rows(tables, key, f),
+                                                         family=f))
+                 for title, kind, f, key in _display_tables(tables)]
+        _atomic_write(out_dir / "tables.md", "# routesweep tables\n\n" + "\n\n".join(parts) + "\n")
+        written.append(out_dir / "tables.md")
+    if "csv" in formats:
+        for key, frame in tables.items():
+            if key not in ("manifest", "points") and hasattr(frame, "to_csv"):
+                path = out_dir / (key.replace("/", "_") + ".csv")
+                frame.drop(columns=["point_ids"], errors="ignore").to_csv(path, index=False)
+                written.append(path)
+    return written
+
+
+def summary_text(tables: dict) -> str:
+    """The key tables as terminal text: failed trials, and per family the baselines, the
+    overall routing table, the overall frontier scores and the overall significance tests."""
+    manifest = tables.get("manifest") or {}
+    lines = [f"routesweep report — {manifest.get('config_name', 'run')} "
+             f"(status: {manifest.get('status', 'unknown')})"]
+    if len(tables["failed"]):
+        lines += ["", f"FAILED TRIALS ({len(tables['failed'])})",
+                  to_text(display("failed", tables["failed"]))]
+    overall = lambda fr: fr["severity"] == "all"  # noqa: E731
+    for f in families(tables["aggregate"]):
+        lines += ["", f"== {f}: baselines (whole test set) ==",
+                  to_text(display("baselines", tables[f"baselines/{f}"], family=f))]
+        if f"routing/{f}/all" in tables:
+            lines += ["", f"== {f}: routing (whole test set) ==",
+                      to_text(display("routing", tables[f"routing/{f}/all"], family=f))]
+        scores = _family_rows(tables, "scores", f)
+        if scores is not None and len(scores):
+            lines += ["", f"== {f}: frontier scores (whole test set) ==",
+                      to_text(display("scores", scores[overall(scores)], family=f))]
+        sig = _family_rows(tables, "significance", f)
+        if sig is not None and len(sig):
+            lines += ["", f"== {f}: McNemar vs the best single model (whole test set) ==",
+                      to_text(display("significance_summary",
+                                      summarise_significance(sig[overall(sig)]), family=f))]
+    return "\n".join(lines)
+
+
+def write_report(results_dir, *, formats=(), tables=None) -> Path:
+    """Load RESULTS_DIR (unless `tables` from `build_tables` are given), write report.html and
+    the tables in `formats` ('md', 'csv'); return the path of report.html."""
+    directory = Path(results_dir)
+    if tables is None:
+        tables = build_tables(load(directory))
+    page, _ = build_html(tables)
+    path = directory / "report.html"
+    _atomic_write(path, page)
+    write_tables(tables, directory, formats=tuple(formats))
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.report",
+                                     description="Write RESULTS_DIR/report.html and print the "
+                                                 "key tables.")
+    parser.add_argument("results_dir")
+    parser.add_argument("--format", action="append", choices=("md", "csv"), default=[],
+                        help="also write the tables as Markdown or CSV into RESULTS_DIR/tables/")
+    args = parser.parse_args(argv)
+    try:
+        tables = build_tables(load(args.results_dir))
+        path = write_report(args.results_dir, formats=args.format, tables=tables)
+    except AnalysisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary_text(tables))
+    print(f"\nreport: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Seed aggregation with bootstrap confidence intervals, and McNemar's exact paired test.
+
+* A *configuration* is one (family, method, variant, lam, tau, threshold, split, severity):
+  everything but the seed. Its accuracy and cost are the means over its successful seeds, with
+  a 95% percentile-bootstrap interval of the mean (`scipy.stats.bootstrap`, seeded). Percentile,
+  not BCa: with 2-5 seeds BCa is often undefined. One seed -> interval (NaN, NaN); identical
+  values -> a zero-width interval at that value.
+* *McNemar's exact test* on paired correctness of two classifiers over the same samples:
+  b = #(A right, B wrong), c = #(A wrong, B right); under H0 b ~ Binomial(b + c, 1/2); the
+  two-sided p-value is `scipy.stats.binomtest(b, b + c, 0.5)`; p = 1 when b + c = 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.frontier import SINGLE_METHODS, frontier_table, reference_models
+
+CONFIG = ["family", "method", "variant", "lam", "tau", "threshold", "split", "severity",
+          "cost_unit"]
+_ROUND = 9  # float keys (lam, tau, threshold) are grouped after rounding to this many digits
+
+
+def bootstrap_ci(values, *, confidence=0.95, n_resamples=2000, seed=0) -> tuple:
+    """(mean, lo, hi) of `values` (NaN ignored) with a percentile-bootstrap interval."""
+    x = np.asarray(values, float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return (np.nan, np.nan, np.nan)
+    mean = float(x.mean())
+    if len(x) == 1:
+        return (mean, np.nan, np.nan)
+    if np.all(x == x[0]):
+        return (mean, mean, mean)
+    res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return (mean, float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def config_key(frame: pd.DataFrame) -> pd.DataFrame:
+    """The CONFIG columns of `frame`, float keys rounded, missing values as None (for grouping)."""
+    key = frame[CONFIG].copy()
+    for col in ("lam", "tau", "threshold"):
+        key[col] = key[col].astype(float).round(_ROUND)
+    return key.astype(object).where(key.notna(), None)
+
+
+def config_label(row) -> str:
+    """Short human name of a configuration, e.g. 'gater λ=0.7 τ=1' or 'expert deit_s'."""
+    parts = [str(row["method"])]
+    if row.get("variant") is not None and not pd.isna(row.get("variant")):
+        parts.append(str(row["variant"]))
+    for sym, col in (("λ", "lam"), ("τ", "tau"), ("thr", "threshold")):
+        value = row.get(col)
+        if value is not None and not pd.isna(value):
+            parts.append(f"{sym}={float(value):g}")
+    return " ".join(parts)
+
+
+def _aggregate_group(acc, cost, ok, seeds, pids, *, confidence: float, seed: int) -> dict:
+    a = bootstrap_ci(acc[ok], confidence=confidence, seed=seed)
+    c = bootstrap_ci(cost[ok], confidence=confidence, seed=seed)
+    return {"accuracy": a[0], "accuracy_lo": a[1], "accuracy_hi": a[2],
+            "cost": c[0], "cost_lo": c[1], "cost_hi": c[2],
+            "n_seeds": int(ok.sum()), "n_failed": int((~ok).sum()),
+            "seeds": ",".join(str(s) for s in sorted(set(seeds[ok].tolist()))),
+            "point_ids": list(pids[ok])}
+
+
+def aggregate_seeds(points: pd.DataFrame, *, confidence=0.95, seed=0) -> pd.DataFrame:
+    """One row per configuration (CONFIG columns): seed means of accuracy and cost with CIs.
+
+    Also n_seeds (successful), n_failed, seeds ('0,1,2'), point_ids (list), label and
+    setting_id. Configurations whose seeds all failed are kept with NaN accuracy and cost.
+    """
+    key = config_key(points)
+    codes = key.groupby(CONFIG, dropna=False, sort=True).ngroup().to_numpy()
+    arrays = [points["accuracy"].to_numpy(float), points["cost"].to_numpy(float),
+              (points["status"] == "ok").to_numpy(), points["seed"].to_numpy(),
+              points["point_id"].to_numpy()]
+    rows = []
+    for code in range(codes.max() + 1 if len(codes) else 0):
+        m = codes == code
+        row = dict(zip(CONFIG, key.iloc[int(np.argmax(m))].tolist()))
+        row.update(_aggregate_group(*(a[m] for a in arrays), confidence=confidence, seed=seed))
+        rows.append(row)
+    return _finish_aggregate(pd.DataFrame(rows))
+
+
+def _finish_aggregate(out: pd.DataFrame) -> pd.DataFrame:
+    """Key columns as objects (None for missing), numbers as floats, label and setting_id."""
+    out = out.astype({c: object for c in CONFIG}).where(out.notna(), None)
+    for col in ("lam", "tau", "threshold", "accuracy", "accuracy_lo", "accuracy_hi",
+                "cost", "cost_lo", "cost_hi"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    out["label"] = [config_label(r) for r in out.to_dict("records")]
+    out["setting_id"] = setting_ids(out)
+    return out
+
+
+def setting_ids(frame: pd.DataFrame) -> list:
+    """A string id of each row's configuration without split and severity, for joins."""
+    cols = [c for c in CONFIG if c not in ("split", "severity")]
+    key = config_key(frame)[cols]
+    return ["|".join("" if v is None else str(v) for v in row) for row in key.itertuples(False)]
+
+
+def mcnemar_exact(*, a_correct, b_correct) -> dict:
+    """McNemar's exact test of paired bool arrays: {'n', 'b', 'c', 'pvalue'} (see module doc)."""
+    a = np.asarray(a_correct, bool)
+    b_ = np.asarray(b_correct, bool)
+    if a.shape != b_.shape:
+        raise ValueError("paired arrays must have the same shape")
+    b = int(np.sum(a & ~b_))
+    c = int(np.sum(~a & b_))
+    p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
+    return {"n": int(a.size), "b": b, "c": c, "pvalue": p}
+
+
+def _join(decisions_a: pd.DataFrame, decisions_ref: pd.DataFrame) -> pd.DataFrame:
+    """Paired samples: inner join on (sample_id, severity); columns correct, correct_ref."""
+    cols = ["sample_id", "severity", "correct"]
+    return decisions_a[cols].merge(decisions_ref[cols], on=["sample_id", "severity"],
+                                   suffixes=("", "_ref"))
+
+
+def _test_joined(joined: pd.DataFrame, severity: str) -> dict:
+    if severity != "all":
+        joined = joined[joined["severity"] == severity]
+    a, r = joined["correct"].to_numpy(bool), joined["correct_ref"].to_numpy(bool)
+    out = mcnemar_exact(a_correct=a, b_correct=r)
+    out["accuracy"] = float(a.mean()) if len(a) else np.nan
+    out["accuracy_ref"] = float(r.mean()) if len(r) else np.nan
+    return out
+
+
+def paired_test(decisions: pd.DataFrame, *, point_id: str, reference_id: str,
+                severity: str = "all") -> dict:
+    """McNemar of point vs reference on the test samples both evaluated, joined on
+    (sample_id, severity); `severity` 'all' uses every sample. Adds accuracies of both."""
+    joined = _join(decisions[decisions["point_id"] == point_id],
+                   decisions[decisions["point_id"] == reference_id])
+    return _test_joined(joined, severity)
+
+
+def _reference_for(seed, ref_ids: list, seed_of: dict):
+    """The reference point with the same seed when it exists, else the one with the lowest seed."""
+    same = [p for p in ref_ids if seed_of.get(p) == seed]
+    return same[0] if same else min(ref_ids, key=lambda p: seed_of.get(p, 0))
+
+
+def significance_table(agg: pd.DataFrame, points: pd.DataFrame,
+                       decisions: pd.DataFrame) -> pd.DataFrame:
+    """McNemar's exact test of each configuration on the overall (severity 'all') frontier,
+    single models excluded, against the family's best single model (most accurate at 'all'),
+    seed by seed, on every severity and overall ('all'). A router seed is paired with the
+    single model's run of the same seed when there is one, else its lowest seed."""
+    if decisions.empty:
+        return pd.DataFrame()
+    seed_of = dict(zip(points["point_id"], points["seed"]))
+    front = frontier_table(agg)
+    front = front[(front["severity"] == "all") & ~front["method"].isin(SINGLE_METHODS)]
+    severities = ["all"] + sorted(decisions["severity"].unique(), key=_severity_rank)
+    by_point = dict(tuple(decisions.groupby("point_id", sort=False)))
+    rows = []
+    for r in front.to_dict("records"):
+        ref = reference_models(agg, family=r["family"], severity="all")
+        if ref is not None:
+            rows += _config_tests(r, ref, by_point, seed_of, severities)
+    return pd.DataFrame(rows)
+
+
+def _config_tests(config: dict, ref: dict, by_point: dict, seed_of: dict, severities) -> list:
+    """Rows of McNemar results of one configuration's seeds against the reference model."""
+    rows, empty = [], pd.DataFrame(columns=["sample_id", "severity", "correct"])
+    for pid in config["point_ids"]:
+        ref_id = _reference_for(seed_of.get(pid), ref["strong_point_ids"], seed_of)
+        joined = _join(by_point.get(pid, empty), by_point.get(ref_id, empty))
+        for sev in severities:
+            test = _test_joined(joined, sev)
+            if test["n"]:
+                rows.append({"family": config["family"], "label": config["label"],
+                             "reference": ref["strong_label"], "seed": seed_of.get(pid),
+                             "severity": sev, "point_id": pid, **test})
+    return rows
+
+
+def _severity_rank(severity: str) -> int:
+    order = ("all", "clean", "mild", "moderate", "severe")
+    return order.index(severity) if severity in order else len(order)
+
+
+def summarise_significance(sig: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and severity: seeds tested, mean accuracies, and the largest
+    (most conservative) p-value over its seeds."""
+    if sig.empty:
+        return sig
+    keys = ["family", "label", "reference", "severity"]
+    out = sig.groupby(keys, sort=False).agg(
+        seeds=("seed", "nunique"), accuracy=("accuracy", "mean"),
+        accuracy_ref=("accuracy_ref", "mean"), p_max=("pvalue", "max"))
+    return out.reset_index()

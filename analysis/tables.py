@@ -1,0 +1,125 @@
+"""The tables of the report, in the seed papers' formats, as plain DataFrames of numbers.
+
+* *Routing table* (gater paper, Tables 2-6): for one family and one severity, one row per
+  learned-router configuration (lam, tau, threshold): accuracy and mean cost (seed means with
+  95% CIs) and the share of samples routed to each target (`share:<target>`, seed mean, 0-1).
+* *Baseline table* (EM paper, Table 1): method, accuracy, cost on the whole test set for every
+  non-learned configuration (single models, random, oracle, BranchyNet, cascade, ...) plus the
+  most accurate configuration of each learned router, labelled '<method> (best)'.
+* *Failed trials*: from the manifest's trial list and from points with status 'failed'.
+
+`build_tables(data)` computes everything the report and the terminal show; formatting to
+text / Markdown / HTML lives in `analysis.markup`.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.frontier import SINGLE_METHODS, frontier_table, is_learned, lift_table, select
+from analysis.io import SEVERITIES
+from analysis.scores import scores_table
+from analysis.stats import CONFIG, aggregate_seeds, setting_ids, significance_table
+
+METHOD_ORDER = ("expert", "exit", "random", "branchynet", "cascade", "gater", "em_router",
+                "oracle")
+STAT_COLUMNS = ["accuracy", "accuracy_lo", "accuracy_hi", "cost", "cost_lo", "cost_hi",
+                "n_seeds"]
+
+
+def route_shares(points: pd.DataFrame, routes: pd.DataFrame) -> pd.DataFrame:
+    """Seed-mean routing fraction per (setting_id, severity, split) x target, successful points
+    only. A target a point never used counts as 0; targets of another family stay NaN."""
+    ok = points.loc[points["status"] == "ok", CONFIG + ["point_id"]]
+    routes = routes[["point_id", "severity", "target", "fraction"]]
+    r = routes.merge(ok, on=["point_id", "severity"], how="inner")
+    parts = []
+    for _, g in r.groupby("family", sort=True):
+        g = g.assign(setting_id=setting_ids(g))
+        wide = (g.groupby(["setting_id", "severity", "split", "point_id", "target"])["fraction"]
+                .sum().unstack("target", fill_value=0.0))
+        parts.append(wide.groupby(level=["setting_id", "severity", "split"]).mean())
+    return pd.concat(parts) if parts else pd.DataFrame()
+
+
+def target_order(agg: pd.DataFrame, targets, *, family) -> list:
+    """Routing targets ordered by their single model's cost (cheapest first), others after."""
+    singles = select(agg, family=family, severity="all")
+    singles = singles[singles["method"].isin(SINGLE_METHODS)].sort_values("cost")
+    known = [v for v in singles["variant"] if v in set(targets)]
+    return known + sorted(set(targets) - set(known))
+
+
+def routing_table(agg: pd.DataFrame, shares: pd.DataFrame, *, family, severity) -> pd.DataFrame:
+    """One row per learned configuration of `family` at `severity`: stats + share:<target>."""
+    rows = select(agg, family=family, severity=severity)
+    rows = rows[is_learned(rows)].sort_values(["method", "lam", "tau", "threshold"])
+    out = rows[["label", "method", "lam", "tau", "threshold"] + STAT_COLUMNS].reset_index(drop=True)
+    if shares.empty or rows.empty:
+        return out
+    idx = list(zip(rows["setting_id"], rows["severity"], rows["split"]))
+    found = shares.reindex(idx)
+    found = found.loc[:, found.notna().any(axis=0)]
+    for target in target_order(agg, found.columns, family=family):
+        out["share:" + str(target)] = found[target].to_numpy()
+    return out
+
+
+def _method_rank(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) - 1
+
+
+def baseline_table(agg: pd.DataFrame, *, family) -> pd.DataFrame:
+    """Whole-test-set accuracy and cost of the baselines and of each learned router's best."""
+    rows = select(agg, family=family, severity="all")
+    fixed = rows[~is_learned(rows)]
+    best = (rows[is_learned(rows) & rows["accuracy"].notna()]
+            .sort_values(["accuracy", "cost"], ascending=[False, True])
+            .groupby("method", sort=False).head(1))
+    best = best.assign(label=best["label"].str.replace(r"^(\S+)", r"\1 (best)", regex=True))
+    out = pd.concat([fixed, best], ignore_index=True)
+    out = out.assign(_rank=out["method"].map(_method_rank))
+    out = out.sort_values(["_rank", "cost", "label"]).drop(columns="_rank")
+    return out[["label", "method", "variant", "lam", "tau", "threshold"] + STAT_COLUMNS
+               + ["n_failed"]].reset_index(drop=True)
+
+
+def failed_table(points: pd.DataFrame, manifest: dict) -> pd.DataFrame:
+    """Failed trials: trial_id, family, method, lam, tau, seed, error (manifest and points)."""
+    cols = ["trial_id", "family", "method", "lam", "tau", "seed", "error"]
+    trials = [t for t in manifest.get("trials", []) or [] if isinstance(t, dict)]
+    from_manifest = pd.DataFrame([{c: t.get(c) for c in cols} for t in trials
+                                  if t.get("status") == "failed"], columns=cols)
+    bad = points.loc[points["status"] != "ok"]
+    from_points = bad.reindex(columns=cols).drop_duplicates(["trial_id", "method", "seed"])
+    out = pd.concat([from_manifest, from_points.dropna(axis=1, how="all")], ignore_index=True)
+    out["_key"] = out["trial_id"].fillna("") + "|" + out["method"].astype(str) + "|" + \
+        out["seed"].astype(str)
+    return out.drop_duplicates("_key").drop(columns="_key").reset_index(drop=True)
+
+
+def families(agg: pd.DataFrame) -> list:
+    """The families present, in the contract's order (experts, exits)."""
+    present = set(agg["family"])
+    return [f for f in ("experts", "exits") if f in present] + sorted(present - {"experts",
+                                                                                  "exits"})
+
+
+def build_tables(data: dict, *, confidence=0.95, seed=0) -> dict:
+    """Every table of the report from `analysis.load(...)`'s dict. Keys (DataFrames unless
+    noted): aggregate, frontier, lift, scores, significance, failed, baselines/<family>,
+    routing/<family>/<severity> (severity 'all' and each level), points (as loaded),
+    manifest (dict)."""
+    points, routes, decisions = data["points"], data["routes"], data["decisions"]
+    agg = aggregate_seeds(points, confidence=confidence, seed=seed)
+    shares = route_shares(points, routes)
+    tables = {"aggregate": agg, "frontier": frontier_table(agg), "lift": lift_table(agg),
+              "scores": scores_table(agg), "failed": failed_table(points, data["manifest"]),
+              "significance": significance_table(agg, points, decisions),
+              "manifest": data["manifest"], "points": points}
+    for family in families(agg):
+        tables[f"baselines/{family}"] = baseline_table(agg, family=family)
+        for severity in ("all",) + SEVERITIES:
+            table = routing_table(agg, shares, family=family, severity=severity)
+            if len(table):
+                tables[f"routing/{family}/{severity}"] = table
+    return tables

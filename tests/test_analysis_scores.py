@@ -1,0 +1,103 @@
+"""Hypervolume, AIQ, APGR, CPT on hand-computed values and the seed papers' numbers."""
+import numpy as np
+import pytest
+
+from analysis.scores import (aiq, apgr, cpt, hypervolume, normalised_hypervolume, pgr,
+                             score_points, scores_table)
+from analysis.stats import aggregate_seeds
+from tests.fake_results import em_paper_points
+
+EXIT_C, EXIT_A = [.25, .5, .75, 1.0], [.4359, .6635, .8984, .9497]
+SINGLE_C, SINGLE_A = [2.14, 7.56, 10.59], [.6206, .8672, .7257]  # Sq, DeiT, MobileViT
+GATER_C, GATER_A = [5.39, 8.01, 7.89, 8.33, 8.38], [.8271, .8674, .8672, .8672, .8658]
+WEAK, STRONG = (.25, .4359), (1.0, .9497)
+
+
+def test_hypervolume_single_box_and_empty():
+    assert hypervolume(cost=[.5], accuracy=[.8], ref_cost=1.0) == pytest.approx(.4)
+    assert hypervolume(cost=[1.5], accuracy=[.8], ref_cost=1.0) == 0.0  # outside the box
+    assert hypervolume(cost=[], accuracy=[], ref_cost=1.0) == 0.0
+
+
+def test_hypervolume_two_points_overlap_counted_once():
+    # boxes [.2,1]x[0,.5] and [.6,1]x[0,.9]: .8*.5 + .4*.4 = .56
+    assert hypervolume(cost=[.2, .6], accuracy=[.5, .9], ref_cost=1.0) == pytest.approx(.56)
+    # a dominated point adds nothing
+    assert hypervolume(cost=[.2, .6, .7], accuracy=[.5, .9, .6],
+                       ref_cost=1.0) == pytest.approx(.56)
+
+
+def test_hypervolume_em_exits():
+    # strips: .25*.4359 + .25*.6635 + .25*.8984 (exit4 sits on the reference cost)
+    assert hypervolume(cost=EXIT_C, accuracy=EXIT_A, ref_cost=1.0) == pytest.approx(.49945)
+    with_oracle = hypervolume(cost=EXIT_C + [.4855], accuracy=EXIT_A + [.9691], ref_cost=1.0)
+    assert with_oracle == pytest.approx(.2355 * .4359 + .5145 * .9691)
+
+
+def test_hypervolume_gater_paper():
+    hv = hypervolume(cost=SINGLE_C, accuracy=SINGLE_A, ref_cost=10.59)
+    assert hv == pytest.approx(5.42 * .6206 + 3.03 * .8672)
+    assert normalised_hypervolume(cost=SINGLE_C, accuracy=SINGLE_A,
+                                  ref_cost=10.59) == pytest.approx(hv / 10.59)
+    both = hypervolume(cost=SINGLE_C + GATER_C, accuracy=SINGLE_A + GATER_A, ref_cost=10.59)
+    assert both == pytest.approx(3.25 * .6206 + 2.17 * .8271 + .45 * .8672 + 2.58 * .8674)
+
+
+def test_aiq_em_exits_hull_area():
+    # hull exit1 -> exit3 -> exit4: (.5*(.4359+.8984)/2 + .25*(.8984+.9497)/2) / .75
+    assert aiq(cost=EXIT_C, accuracy=EXIT_A) == pytest.approx(
+        (.5 * (.4359 + .8984) / 2 + .25 * (.8984 + .9497) / 2) / .75)
+
+
+def test_aiq_ranges():
+    c, a = EXIT_C + [.4855], EXIT_A + [.9691]
+    assert aiq(cost=c, accuracy=a) == pytest.approx((.4359 + .9691) / 2)  # own range
+    assert aiq(cost=c, accuracy=a, lo=.25, hi=1.0) == pytest.approx(
+        (.2355 * .7025 + .5145 * .9691) / .75)  # flat beyond the oracle
+    assert aiq(cost=[.5], accuracy=[.6], lo=.25, hi=1.0) == pytest.approx(.4)  # 0 below .5
+    assert aiq(cost=[.5], accuracy=[.6]) == pytest.approx(.6)  # a single point
+    assert np.isnan(aiq(cost=[], accuracy=[]))
+
+
+def test_pgr_and_apgr_branchynet():
+    assert pgr(.8756, weak=WEAK, strong=STRONG) == pytest.approx(.4397 / .5138)
+    # zero until .6452, then .8558 up to 1.0, averaged over [.25, 1.0]
+    got = apgr(cost=[.6452], accuracy=[.8756], weak=WEAK, strong=STRONG)
+    assert got == pytest.approx(.4397 / .5138 * .3548 / .75)
+
+
+def test_apgr_gater_paper():
+    got = apgr(cost=GATER_C, accuracy=GATER_A, weak=(2.14, .6206), strong=(7.56, .8672))
+    assert got == pytest.approx((.8271 - .6206) / .2466 * 2.17 / 5.42)
+
+
+def test_apgr_undefined():
+    assert np.isnan(apgr(cost=[1], accuracy=[.5], weak=(1, .5), strong=(1, .5)))
+
+
+def test_cpt_em_paper():
+    c, a = [.6384, .6452, .75, .4855], [.7501, .8756, .8984, .9691]
+    assert cpt(cost=c, accuracy=a, weak=WEAK, strong=STRONG, fraction=.5) == .4855  # oracle
+    c, a = c[:3], a[:3]
+    assert cpt(cost=c, accuracy=a, weak=WEAK, strong=STRONG, fraction=.5) == .6384  # random
+    assert cpt(cost=c, accuracy=a, weak=WEAK, strong=STRONG, fraction=.8) == .6452  # branchy
+    assert np.isnan(cpt(cost=[.6384], accuracy=[.7501], weak=WEAK, strong=STRONG,
+                        fraction=.8))
+
+
+def test_cpt_gater_lambda_07():
+    got = cpt(cost=GATER_C, accuracy=GATER_A, weak=(2.14, .6206), strong=(7.56, .8672),
+              fraction=.8)
+    assert got == 5.39  # recovers 83.7% of the SqueezeNet -> DeiT gap
+
+
+def test_score_points_and_scores_table():
+    ref = {"weak": WEAK, "strong": STRONG, "ref_cost": 1.0}
+    got = score_points(cost=[.6452], accuracy=[.8756], ref=ref)
+    assert got["hypervolume"] == pytest.approx(.3548 * .8756)
+    table = scores_table(aggregate_seeds(em_paper_points()))
+    row = table[table["method"] == "branchynet"].iloc[0]
+    assert row["apgr"] == pytest.approx(.4397 / .5138 * .3548 / .75)
+    assert row["weak"] == "exit exit1" and row["strong"] == "exit exit4"
+    assert set(table["method"]) == {"exit", "random", "branchynet", "em_router", "oracle",
+                                    "all deployable"}
