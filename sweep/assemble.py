@@ -15,13 +15,21 @@ def _correct(logits: np.ndarray, label: np.ndarray) -> np.ndarray:
     return logits.argmax(-1) == label[:, None]
 
 
+def _val_curve(*, routes_val, costs_val, correct_val) -> tuple[np.ndarray, np.ndarray]:
+    """-> (accuracy [T], mean cost [T]) on val for every threshold's routes [T,N]."""
+    rows = np.arange(routes_val.shape[1])
+    acc = np.array([correct_val[rows, r].mean() for r in routes_val.astype(np.int64)])
+    return acc, costs_val.mean(1)
+
+
 def _add_threshold_method(tables, *, meta, routes: dict, costs: dict, correct: dict,
-                          thresholds, names) -> None:
-    """routes/costs {split: [T,N]} (costs may be None: per-target costs used)."""
-    rows = np.arange(routes["val"].shape[1])
-    acc = np.array([correct["val"][rows, r].mean() for r in routes["val"]])     # [T]
-    val_cost = costs["val"].mean(1)
-    keep = B.pareto_on_val(val_acc=acc, val_cost=val_cost)
+                          thresholds, names, keep=None) -> None:
+    """routes/costs {split: [T,N]}. Every threshold on val; on test those in `keep`
+    (default: Pareto-optimal on this method's own val curve)."""
+    if keep is None:
+        acc, cost = _val_curve(routes_val=routes["val"], costs_val=costs["val"],
+                               correct_val=correct["val"])
+        keep = B.pareto_on_val(val_acc=acc, val_cost=cost)
     for split in ("val", "test"):
         for i, th in enumerate(thresholds):
             if split == "test" and not keep[i]:
@@ -98,13 +106,29 @@ def exit_family(tables, store, *, trials, exit_costs, cfg) -> None:
     _add_threshold_method(tables, meta={**base, "method": "branchynet"}, routes=routes,
                           costs={s: c[routes[s]] for s in routes}, correct=correct,
                           thresholds=th, names=names)
+    _em_router(tables, trials, base=base, c=c, correct=correct, names=names,
+               thresholds=cfg.exits.thresholds)
+
+
+def _em_router(tables, trials, *, base, c, correct, names, thresholds) -> None:
+    """EM trials; per (λ, τ) the test thresholds are the Pareto-optimal ones of the
+    seed-averaged val curve, so every seed reports the same thresholds (seed statistics work)."""
+    ok = [t for t in trials if t["status"] == "ok"]
+    routes = {id(t): {s: t["decisions"][f"{s}_target"].astype(np.int64) for s in ("val", "test")}
+              for t in ok}
+    keep = {}
+    for key in {(t["lam"], t["tau"]) for t in ok}:
+        curves = [_val_curve(routes_val=routes[id(t)]["val"], costs_val=c[routes[id(t)]["val"]],
+                             correct_val=correct["val"]) for t in ok if (t["lam"], t["tau"]) == key]
+        acc, cost = np.mean([a for a, _ in curves], 0), np.mean([b for _, b in curves], 0)
+        keep[key] = B.pareto_on_val(val_acc=acc, val_cost=cost)
     for t in trials:
         meta = {**base, "method": "em_router", "trial_id": t["trial_id"], "seed": t["seed"],
                 "lam": t["lam"], "tau": t["tau"]}
         if t["status"] != "ok":
             tables.add_failed(meta={**meta, "error": t["error"]})
             continue
-        routes = {s: t["decisions"][f"{s}_target"].astype(np.int64) for s in ("val", "test")}
-        _add_threshold_method(tables, meta=meta, routes=routes,
-                              costs={s: c[routes[s]] for s in routes}, correct=correct,
-                              thresholds=cfg.exits.thresholds, names=names)
+        r = routes[id(t)]
+        _add_threshold_method(tables, meta=meta, routes=r, costs={s: c[r[s]] for s in r},
+                              correct=correct, thresholds=thresholds, names=names,
+                              keep=keep[(t["lam"], t["tau"])])

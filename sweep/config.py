@@ -68,23 +68,23 @@ class ExitsConfig:
     width: int = 16                      # ResNet-18 base width (paper: 64)
     stem: str = "auto"                   # auto (cifar at <= 64 px) | cifar | imagenet
     epochs: int = 8
-    lr: float = 2e-3
-    batch_size: int = 64
+    lr: float = 0.05                     # SGD, momentum 0.9, cosine schedule
+    batch_size: int = 128
     augment: tuple[str, ...] = ("crop",)
     train_on_corrupted: bool = True
     head_hidden: int = 128
     head_epochs: int = 30
     exit_cost: str = "flops"             # flops | uniform
-    lams: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    lams: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
     taus: tuple[float, ...] = (0.5, 1.0, 2.0)
     seeds: tuple[int, ...] = (0, 1, 2)
-    em_iters: int = 3
+    em_iters: int = 5
     em_tol: float = 1e-3
-    router_hidden: int = 32
+    router_hidden: int = 64
     router_epochs: int = 5
-    router_lr: float = 3e-3
-    router_batch_size: int = 128
-    thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
+    router_lr: float = 1e-3
+    router_batch_size: int = 256
+    thresholds: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(0, 51))
     branchynet_thresholds: tuple[float, ...] = tuple(round(0.1 * i, 2) for i in range(0, 24))
 
 

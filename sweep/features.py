@@ -178,10 +178,11 @@ def _build_exits(cfg, expanded, *, device):
     feats = {s: mx.extract_exit_features(model, images=x["images"], batch_size=256, device=device)
              for s, x in expanded.items()}
     heads = mx.train_exit_heads(feats["train"], tr["label"], hidden=e.head_hidden,
-                                epochs=e.head_epochs, lr=1e-3, batch_size=128, seed=cfg.data.seed)
+                                epochs=e.head_epochs, lr=1e-3, batch_size=128, seed=cfg.data.seed,
+                                num_classes=ncls, device=device)
     arrays = {}
     for s, x in expanded.items():
-        arrays[s] = {**_columns(x), "exit_logits": mx.exit_logits(heads, feats[s])}
+        arrays[s] = {**_columns(x), "exit_logits": mx.exit_logits(heads, feats[s], device=device)}
         arrays[s].update({f"exit_features_{k}": f for k, f in enumerate(feats[s])})
     flops = [int(f) for f in mx.exit_flops(model, image_size=cfg.data.image_size)]
     names = [f"exit{k + 1}" for k in range(len(flops))]

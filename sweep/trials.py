@@ -104,13 +104,13 @@ def em_trial(point: dict, s: dict, store: dict) -> None:
                         tau=point["tau"], em_iters=s["em_iters"], tol=s["em_tol"],
                         hidden=s["router_hidden"], epochs=s["router_epochs"], lr=s["router_lr"],
                         batch_size=s["router_batch_size"], seed=point["seed"],
-                        on_round=on_round, state=_restore())
+                        device=device, on_round=on_round, state=_restore())
     except FloatingPointError as e:
         return tune.report({"status": "failed", "error": str(e)})
     arrays = {}
     for k in ("val", "test"):
         f, _ = _exit_arrays(store[k], K, device)
-        halt = EM.halting_probs(res.routers, f)
+        halt = EM.halting_probs(res.routers, f, device=device)
         arrays[f"{k}_target"] = EM.routes_for_thresholds(halt, s["thresholds"]).astype(np.int8)
     tune.report({"status": "ok", "epoch": len(res.history) + 1, "done_em": 1,
                  "train_time_s": time.perf_counter() - t0},

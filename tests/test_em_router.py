@@ -1,0 +1,167 @@
+"""EM router: E-step maths, targets, implied prior, threshold routing, the EM loop, validation."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sweep.errors import UserError
+from trainers.em_router import (Routers, conditional_targets, e_step, halting_probs,
+                                implied_log_prior, log_likelihood, route_by_threshold,
+                                routes_for_thresholds, run_em, validate_em_args)
+
+torch.set_num_threads(1)
+
+# hand example: p(y|x,k) = .2, .5, .9; costs 1/3, 2/3, 1.
+# tau=1, lam=1, uniform prior: .2e^{-1/3} = .143306, .5e^{-2/3} = .256709, .9e^{-1} = .331091,
+# sum .731106 -> .196013, .351123, .452864. tau=2 takes the square root of each term first.
+# prior (.5,.3,.2), lam=3, tau=.5: (.1e^{-1})^2, (.15e^{-2})^2, (.18e^{-3})^2 normalised.
+HAND = [
+    (1.0, 1.0, [1 / 3] * 3, [0.1960128896, 0.3511234316, 0.4528636788]),
+    (2.0, 1.0, [1 / 3] * 3, [0.2591749507, 0.3468810821, 0.3939439672]),
+    (0.5, 3.0, [0.5, 0.3, 0.2], [0.7332200445, 0.2232687204, 0.0435112351]),
+]
+
+
+@pytest.mark.parametrize("tau,lam,prior,expected", HAND)
+def test_e_step_hand_example(tau, lam, prior, expected):
+    post = e_step(log_lik=np.log([[0.2, 0.5, 0.9]]), log_prior=np.log([prior]),
+                  costs=[1 / 3, 2 / 3, 1.0], lam=lam, tau=tau)
+    np.testing.assert_allclose(post[0], expected, atol=1e-6)
+
+
+def test_e_step_is_stable_and_cost_monotone():
+    rng = np.random.default_rng(0)
+    ll = -rng.exponential(300.0, (50, 4))          # very unlikely labels: exp() would underflow
+    ll[0] = [-1e4, -2e4, -3e4, -4e4]
+    costs = np.array([.25, .5, .75, 1.])
+    posts = [e_step(log_lik=ll, log_prior=np.full(4, -math.log(4)), costs=costs, lam=lam)
+             for lam in (0.0, 1.0, 10.0, 100.0)]
+    for p in posts:
+        assert np.all(np.isfinite(p)) and np.allclose(p.sum(1), 1)
+    cost = [float((p @ costs).mean()) for p in posts]
+    assert all(a >= b - 1e-12 for a, b in zip(cost, cost[1:]))
+
+
+def test_conditional_targets_last_is_one_and_reconstruct():
+    rng = np.random.default_rng(1)
+    r = rng.dirichlet(np.ones(4), size=20)
+    r = np.vstack([r, [[1, 0, 0, 0], [0, 0, 0, 1], [0, 1, 0, 0]]])
+    t = conditional_targets(posterior=r)
+    assert np.all(t[:, -1] == 1) and np.all((t >= 0) & (t <= 1))
+    go_on = np.concatenate([np.ones((len(t), 1)), np.cumprod(1 - t[:, :-1], axis=1)], axis=1)
+    np.testing.assert_allclose(t * go_on, r, atol=1e-12)     # r_k = t_k prod_{j<k}(1 - t_j)
+    np.testing.assert_allclose(t[-1], [0, 1, 1, 1])         # zero tail after exit 1 -> t = 1
+
+
+def test_implied_prior_sums_to_one_and_inverts_targets():
+    rng = np.random.default_rng(2)
+    s = rng.normal(0, 3, (30, 4))
+    s[0], s[1] = [60, -60, 900, -900], [-900, -900, -900, 5]  # extreme logits stay finite
+    logp = implied_log_prior(halt_logits=s)
+    assert np.all(np.isfinite(logp[2:]))
+    np.testing.assert_allclose(np.exp(logp).sum(1), 1.0, atol=1e-12)
+    t = conditional_targets(posterior=np.exp(logp[2:]))       # targets of the prior = sigmoids
+    np.testing.assert_allclose(t[:, :-1], 1 / (1 + np.exp(-s[2:, :-1])), atol=1e-9)
+
+
+def test_log_likelihood_is_log_softmax_at_label():
+    z = np.random.default_rng(3).normal(size=(5, 4, 3))
+    y = np.array([0, 1, 2, 0, 1])
+    expected = torch.log_softmax(torch.tensor(z), -1)[torch.arange(5), :, torch.tensor(y)].numpy()
+    np.testing.assert_allclose(log_likelihood(exit_logits=z, labels=y), expected, atol=1e-12)
+
+
+def test_route_by_threshold_edges():
+    p = np.array([[0.9, 0.2, 0.7, 1.0], [0.1, 0.6, 0.3, 1.0], [0.0, 0.0, 0.0, 1.0]])
+    assert route_by_threshold(halt_probs=p, threshold=0.0).tolist() == [0, 0, 0]
+    assert route_by_threshold(halt_probs=p, threshold=1.01).tolist() == [3, 3, 3]
+    assert route_by_threshold(halt_probs=p, threshold=0.5).tolist() == [0, 1, 3]
+    assert route_by_threshold(halt_probs=p, threshold=0.65).tolist() == [0, 3, 3]
+    thr = np.linspace(0, 1.1, 12)
+    many = routes_for_thresholds(p, thr)
+    assert many.shape == (12, 3) and many.dtype == np.int64
+    for i, t in enumerate(thr):
+        assert many[i].tolist() == route_by_threshold(halt_probs=p, threshold=t).tolist()
+
+
+def _separable(n=200, seed=0):
+    """Group A (x0 > 0): every exit is right -> should exit at 0. Group B: only the last exit
+    is right -> should go to the end. Features reveal the group at every exit."""
+    rng = np.random.default_rng(seed)
+    easy = rng.random(n) < 0.5
+    feats = [np.c_[np.where(easy, 1.0, -1.0) + 0.1 * rng.normal(size=n),
+                   rng.normal(size=(n, d - 1))].astype(np.float32) for d in (3, 4, 5, 6)]
+    ll = np.where(easy[:, None], np.log(0.95), [math.log(0.05)] * 3 + [math.log(0.95)])
+    return feats, ll, easy
+
+
+EM_KW = dict(costs=[.25, .5, .75, 1.], lam=2.0, tau=1.0, tol=0.0, hidden=8, epochs=5,
+             lr=1e-2, batch_size=64, seed=0)
+
+
+def test_run_em_separable_converges_and_calls_back():
+    feats, ll, easy = _separable()
+    calls = []
+    res = run_em(features=feats, log_lik=ll, em_iters=5,
+                 on_round=lambda r, m, s: calls.append((r, m, s)), **EM_KW)
+    assert [c[0] for c in calls] == list(range(5)) and len(res.history) == 5
+    change = [h["posterior_change"] for h in res.history]
+    assert math.isnan(change[0]) and change[-1] < change[1]
+    assert {"router_bce", "expected_cost", "router_expected_cost"} <= set(calls[-1][1])
+    routes = route_by_threshold(halt_probs=halting_probs(res.routers, feats), threshold=0.5)
+    assert np.mean(routes[easy] == 0) > 0.95 and np.mean(routes[~easy] == 3) > 0.95
+
+
+def test_run_em_resume_matches_uninterrupted():
+    feats, ll, _ = _separable(n=80, seed=1)
+    states = []
+    full = run_em(features=feats, log_lik=ll, em_iters=3,
+                  on_round=lambda r, m, s: states.append(s), **EM_KW)
+    resumed = run_em(features=feats, log_lik=ll, em_iters=3, state=states[0], **EM_KW)
+    np.testing.assert_array_equal(full.posterior, resumed.posterior)
+    for a, b in zip(full.routers.state_dict().values(), resumed.routers.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [h["router_bce"] for h in full.history] == [h["router_bce"] for h in resumed.history]
+
+
+def test_run_em_accepts_tensors():
+    feats, ll, _ = _separable(n=60, seed=3)
+    a = run_em(features=feats, log_lik=ll, em_iters=2, **EM_KW)
+    b = run_em(features=[torch.from_numpy(f) for f in feats], log_lik=torch.from_numpy(ll),
+               em_iters=2, **EM_KW)
+    np.testing.assert_array_equal(a.posterior, b.posterior)
+
+
+def test_run_em_stops_at_tol():
+    feats, ll, _ = _separable(n=80, seed=2)
+    res = run_em(features=feats, log_lik=ll, em_iters=20, **{**EM_KW, "tol": 1.0})
+    assert len(res.history) == 2 and res.converged
+
+
+def test_routers_last_exit_always_halts():
+    r = Routers([3, 4, 5], hidden=4, seed=0)
+    s = r([torch.zeros(2, d) for d in (3, 4, 5)])
+    assert s.shape == (2, 3) and torch.isinf(s[:, -1]).all()
+    p = halting_probs(r, [np.zeros((2, d), np.float32) for d in (3, 4, 5)])
+    assert np.all(p[:, -1] == 1.0)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(lam=-0.1), dict(lam=[0.1, -1.0]), dict(tau=0.0), dict(tau=[1.0, -2.0]),
+    dict(thresholds=[0.2, 1.2]), dict(thresholds=[-0.1]), dict(thresholds=[float("nan")]),
+    dict(em_iters=0), dict(em_iters=2.5),
+    dict(costs=[0.25, 0.25, 0.75, 1.0]), dict(costs=[0.5, 0.25, 0.75, 1.0]),
+    dict(costs=[0.0, 0.5, 0.75, 1.0]), dict(costs=[0.25, 0.5, 0.75, 1.5]),
+    dict(num_exits=3, backbone_stages=4), dict(costs=[0.5, 1.0], num_exits=4),
+    dict(tol=-1.0), dict(hidden=0), dict(epochs=0), dict(lr=0.0), dict(batch_size=0),
+])
+def test_validate_em_args_rejects(kwargs):
+    with pytest.raises(UserError):
+        validate_em_args(**kwargs)
+
+
+def test_validate_em_args_accepts_good():
+    validate_em_args(lam=[0, 0.5, 4], tau=[0.5, 1, 2], em_iters=10, thresholds=[0, 0.5, 1],
+                     costs=[.25, .5, .75, 1.], num_exits=4, backbone_stages=4, tol=1e-3,
+                     hidden=64, epochs=20, lr=1e-3, batch_size=256)
