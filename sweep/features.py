@@ -50,7 +50,8 @@ def part_key(part: str, cfg, device: str) -> str:
     else:
         what["exits"] = {k: v for k, v in dataclasses.asdict(cfg.exits).items()
                          if k in ("width", "stem", "epochs", "lr", "batch_size", "augment",
-                                  "train_on_corrupted", "head_hidden", "head_epochs")}
+                                  "train_on_corrupted", "head_hidden", "head_epochs",
+                                  "input_size")}
     blob = json.dumps(what, sort_keys=True, default=str).encode()
     return f"{part}-{hashlib.sha256(blob).hexdigest()[:20]}"
 
@@ -131,7 +132,7 @@ def _build_experts(cfg, expanded, *, device):
     meta = {"experts": [], "expert_costs": {}, "expert_accuracy": {}, "timings": {}}
     for spec in specs:
         t0 = time.perf_counter()
-        model = zoo.build_expert(spec, num_classes=ncls).to(device)
+        model = zoo.build_expert(spec, num_classes=ncls, seed=cfg.data.seed).to(device)
         tr = expanded["train"]
         keep = np.ones(len(tr["label"]), bool) if spec.train_on_corrupted else tr["severity"] == 0
         model = zoo.train_expert(model, spec, images=tr["images"][keep], labels=tr["label"][keep],
@@ -168,7 +169,9 @@ def _build_exits(cfg, expanded, *, device):
     from trainers import multiexit as mx
     e, tr = cfg.exits, expanded["train"]
     ncls = int(tr["label"].max()) + 1
-    stem = e.stem if e.stem != "auto" else ("cifar" if cfg.data.image_size <= 64 else "imagenet")
+    size = e.input_size or cfg.data.image_size
+    stem = e.stem if e.stem != "auto" else ("cifar" if size <= 64 else "imagenet")
+    expanded = {s: {**x, "images": resize_uint8(x["images"], size)} for s, x in expanded.items()}
     t0 = time.perf_counter()
     keep = np.ones(len(tr["label"]), bool) if e.train_on_corrupted else tr["severity"] == 0
     model = mx.MultiExitResNet(ncls, stem=stem, width=e.width).to(device)
@@ -184,7 +187,7 @@ def _build_exits(cfg, expanded, *, device):
     for s, x in expanded.items():
         arrays[s] = {**_columns(x), "exit_logits": mx.exit_logits(heads, feats[s], device=device)}
         arrays[s].update({f"exit_features_{k}": f for k, f in enumerate(feats[s])})
-    flops = [int(f) for f in mx.exit_flops(model, image_size=cfg.data.image_size)]
+    flops = [int(f) for f in mx.exit_flops(model, image_size=size)]
     names = [f"exit{k + 1}" for k in range(len(flops))]
     pred = arrays["test"]["exit_logits"].argmax(-1)                          # [N,K]
     acc = {n: _per_severity_accuracy(pred[:, k] == expanded["test"]["label"],

@@ -20,8 +20,10 @@ POINT_COLUMNS = ["point_id", "family", "method", "variant", "trial_id", "seed", 
                  "status", "error"]
 
 
-def point_id(*, method, variant=None, seed, lam=None, tau=None, threshold=None, split) -> str:
-    parts = [method, variant or "-", f"s{seed}"]
+def point_id(*, family, method, variant=None, seed, lam=None, tau=None, threshold=None,
+             split) -> str:
+    """e.g. experts/gater/-/s0/lam0.7/tau1/test: unique per operating point and split."""
+    parts = [family, method, variant or "-", f"s{seed}"]
     parts += [f"{k}{v:g}" for k, v in (("lam", lam), ("tau", tau), ("th", threshold))
               if v is not None]
     return "/".join(parts + [split])
@@ -38,8 +40,8 @@ class Tables:
     def add(self, *, meta: dict, split: str, target, correct, cost, target_names) -> None:
         meta = {"variant": None, "trial_id": None, "lam": None, "tau": None, "threshold": None,
                 "status": "ok", "error": None, **meta, "split": split}
-        pid = point_id(**{k: meta[k] for k in ("method", "variant", "seed", "lam", "tau",
-                                               "threshold")}, split=split)
+        pid = point_id(**{k: meta[k] for k in ("family", "method", "variant", "seed", "lam",
+                                               "tau", "threshold")}, split=split)
         sev = self.severity[split]
         target, correct, cost = np.asarray(target), np.asarray(correct), np.asarray(cost, float)
         for name, mask in [("all", np.ones(len(sev), bool))] + [
@@ -59,8 +61,8 @@ class Tables:
 
     def add_failed(self, *, meta: dict) -> None:
         """A failed trial keeps its row: accuracy/cost NaN, status failed, the reason."""
-        pid = point_id(**{k: meta.get(k) for k in ("method", "variant", "seed", "lam", "tau",
-                                                   "threshold")}, split="test")
+        pid = point_id(**{k: meta.get(k) for k in ("family", "method", "variant", "seed", "lam",
+                                                   "tau", "threshold")}, split="test")
         self.points.append({"variant": None, "threshold": None, **meta, "point_id": pid,
                             "split": "test", "severity": "all", "n": 0,
                             "accuracy": float("nan"), "cost": float("nan"), "status": "failed"})

@@ -30,7 +30,7 @@ def test_store_layout(built):
     n = len(splits["train"].labels) * 4
     tr = store["train"]
     assert tr["expert_logits"].shape == (n, 3, 3) and tr["expert_logits"].dtype == np.float32
-    assert tr["gater_input"].shape == (n, 32, 32, 3) and tr["gater_input"].dtype == np.uint8
+    assert tr["gater_input"].shape == (n, cfg.gater.gater_size, cfg.gater.gater_size, 3) and tr["gater_input"].dtype == np.uint8
     assert tr["exit_logits"].shape == (n, 4, 3)
     assert [tr[f"exit_features_{k}"].shape[0] for k in range(4)] == [n] * 4
     assert not any(v["cache_hit"] for v in info.values())
