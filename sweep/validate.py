@@ -100,3 +100,29 @@ def validate(cfg) -> None:
            "sweep.cpus_per_trial must be > 0 and sweep.gpus_per_trial >= 0")
     _check(sw.max_failures >= -1, "sweep.max_failures must be >= -1 (-1 = retry forever)")
     _grid("sweep.cascade_thresholds", sw.cascade_thresholds, 0.0, 1.0)
+
+
+def preflight(cfg) -> None:
+    """Checks that need more than the config's own values but no compute: expert checkpoints
+    load as state dicts that fit their architecture, pretrained weights are reachable.
+    Run by `python -m sweep.run` before anything is written."""
+    if not cfg.gater.enabled:
+        return
+    from sweep.features import resolved_expert_dicts
+    from trainers.experts import build_expert, spec_from_dict
+    for d in resolved_expert_dicts(cfg):
+        spec = spec_from_dict(d)
+        if spec.checkpoint or spec.pretrained:
+            build_expert(spec, num_classes=2)   # head is replaced anyway; raises UserError
+
+
+def check_sizes(cfg, splits) -> None:
+    """After loading: every split must hold at least one batch and every class of test."""
+    batch = max(cfg.gater.batch_size if cfg.gater.enabled else 1,
+                cfg.exits.batch_size if cfg.exits.enabled else 1)
+    n = len(splits["train"].labels)
+    _check(n >= batch, f"the training split has {n} images, fewer than one batch ({batch}); "
+                       f"use more data or a smaller batch_size")
+    for name in ("val", "test"):
+        _check(len(splits[name].labels) > 0, f"the {name} split is empty; use more data or "
+                                             f"change data.{name}_fraction")
