@@ -17,6 +17,7 @@ import numpy as np
 from sweep import assemble, results
 from sweep.config import to_dict
 from sweep.features import build_store, corruption_levels
+from sweep.validate import check_sizes
 
 
 def pick_device(name: str) -> str:
@@ -99,13 +100,14 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
                                     download=d.download, synthetic_n=d.synthetic_n,
                                     synthetic_classes=d.synthetic_classes,
                                     skip_corrupt=d.skip_corrupt)
-    if overwrite and os.path.isdir(out):
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
+    check_sizes(cfg, splits)
     t["data_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     store, cache_info = build_store(cfg, splits, device=device)
     t["features_s"] = time.perf_counter() - t0
+    if overwrite and os.path.isdir(out):     # only now: bad data or checkpoints lose nothing
+        shutil.rmtree(out)
+    os.makedirs(out, exist_ok=True)
     costs = resolve_costs(cfg, store)
     manifest = {"routesweep_version": "0.1.0", "status": "running", "created": created,
                 "config_name": cfg.name, "config": to_dict(cfg), "versions": versions(),

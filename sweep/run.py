@@ -57,6 +57,8 @@ def main(argv=None) -> int:
         from sweep.config import load_config
         cfg = load_config(args.config, (SMOKE if args.smoke_test else []) + args.set)
         out = resolve_out(args)
+        from sweep.validate import preflight
+        preflight(cfg)
     except UserError as e:
         print(f"routesweep: error: {e}", file=sys.stderr)
         return 2

@@ -43,7 +43,7 @@ def _sq_spec(ckpt):
 
 def _cases(tmp):
     """name -> (--set overrides or extra args, expected words in the message)."""
-    img = lambda **kw: f"data.root={_folder(tmp / 'img', **kw)}"
+    img = lambda name, **kw: f"data.root={_folder(tmp / name, **kw)}"
     bad = tmp / "bad_ckpt"
     bad.mkdir(exist_ok=True)
     (bad / "junk.pt").write_bytes(b"not a torch file")
@@ -77,9 +77,9 @@ def _cases(tmp):
         "unknown_dataset": (["data.name=mnist"], "unknown dataset"),
         "missing_root": (["data.name=imagefolder", f"data.root={tmp / 'nope'}"], "does not exist"),
         "no_split_folders": (["data.name=imagefolder", f"data.root={tmp}"], "seg_train"),
-        "empty_class_folder": (["data.name=imagefolder", img(), "gater.batch_size=2",
+        "empty_class_folder": (["data.name=imagefolder", img("img"), "gater.batch_size=2",
                                 "exits.batch_size=2"], "has no images"),
-        "mismatched_classes": (["data.name=imagefolder", img(test_classes=("a", "c"))],
+        "mismatched_classes": (["data.name=imagefolder", img("img2", test_classes=("a", "c"))],
                                "class folders differ"),
         "smaller_than_batch": (["data.name=synthetic", "data.synthetic_n=20"], "fewer than one batch"),
         "ckpt_missing": ([_sq_spec(tmp / "none.pt")], "does not exist"),
