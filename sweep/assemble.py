@@ -62,8 +62,10 @@ def expert_family(tables, store, *, trials, expert_ms, gater_ms, cfg) -> None:
                        cost=gater_ms + ms[r], target_names=names)
         mix = np.bincount(t["decisions"]["test_target"], minlength=len(names)) / n_test
         r = B.random_routes(n=n_test, probs=mix, seed=t["seed"])
-        tables.add(meta={**base, "method": "random", "variant": "gater-mix", "seed": t["seed"],
-                         "lam": t["lam"], "tau": t["tau"]}, split="test", target=r,
+        # lam/tau stay null: random is a baseline, its variant names the gater mix it copies
+        tables.add(meta={**base, "method": "random", "seed": t["seed"],
+                         "variant": f"mix of gater lam={t['lam']:g} tau={t['tau']:g}"},
+                   split="test", target=r,
                    correct=correct["test"][np.arange(n_test), r], cost=ms[r], target_names=names)
     r = B.oracle_routes(correct=correct["test"], costs=ms, fallback="cheapest")
     tables.add(meta={**base, "method": "oracle"}, split="test", target=r,
