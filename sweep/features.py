@@ -41,7 +41,10 @@ def code_version() -> str:
 
 def part_key(part: str, cfg, device: str) -> str:
     """Content hash of everything that determines a store part."""
+    import torch
+    # float results depend on the device and, on CPU, on the thread count (reduction order)
     what = {"data": dataclasses.asdict(cfg.data), "device": device.split(":")[0],
+            "threads": torch.get_num_threads() if device == "cpu" else None,
             "code": code_version(), "part": part}
     if part == "experts":
         what["experts"] = [dict(s) for s in resolved_expert_dicts(cfg)]

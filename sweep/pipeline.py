@@ -16,7 +16,7 @@ import numpy as np
 
 from sweep import assemble, results
 from sweep.config import to_dict
-from sweep.features import build_store, corruption_levels
+from sweep.features import corruption_levels
 from sweep.validate import check_sizes
 
 
@@ -89,11 +89,31 @@ def cost_manifest(cfg, store, costs) -> dict:
     return out
 
 
-def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report=True) -> dict:
-    from sweep.data import load_splits
-    t, created = {}, dt.datetime.now().isoformat(timespec="seconds")
-    device = pick_device(cfg.device)
+def cluster_address(cfg, address=None) -> str | None:
+    return address or cfg.sweep.address or os.environ.get("RAY_ADDRESS")
+
+
+def check_local_capacity(cfg, address=None) -> None:
+    """Without a cluster address: a trial must fit this machine (checked before Ray starts)."""
+    from sweep import remote
+    if not cluster_address(cfg, address):
+        remote.check_capacity(cfg, remote.local_capacity())
+
+
+def start_ray(cfg, address=None) -> float:
+    """Connect to / start Ray; a trial must fit on some node of it (else exit 2).
+    -> seconds taken."""
+    from sweep import remote
+    from sweep import tune as T
+    check_local_capacity(cfg, address)
     t0 = time.perf_counter()
+    T.init_ray(address or cfg.sweep.address)
+    remote.check_capacity(cfg, remote.cluster_capacity())
+    return time.perf_counter() - t0
+
+
+def load_data(cfg):
+    from sweep.data import load_splits
     d = cfg.data
     splits, data_info = load_splits(d.name, root=d.root, image_size=d.image_size, seed=d.seed,
                                     val_fraction=d.val_fraction, test_fraction=d.test_fraction,
@@ -101,14 +121,33 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
                                     synthetic_classes=d.synthetic_classes,
                                     skip_corrupt=d.skip_corrupt)
     check_sizes(cfg, splits)
-    t["data_s"] = time.perf_counter() - t0
+    return splits, data_info
+
+
+def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report=True,
+                 features_on: str = "auto") -> dict:
+    from sweep import remote, storage
+    t, created = {}, dt.datetime.now().isoformat(timespec="seconds")
+    plan = storage.plan_for(cfg.sweep.storage_path, out)
+    check_local_capacity(cfg, address)
+    device = pick_device(cfg.device)
     t0 = time.perf_counter()
-    store, cache_info = build_store(cfg, splits, device=device)
+    splits, data_info = load_data(cfg)
+    t["data_s"] = time.perf_counter() - t0
+    on_cluster = bool(cluster_address(cfg, address)) or features_on == "cluster"
+    if on_cluster:            # the cluster's capacity is checked before any compute
+        t["ray_init_s"] = start_ray(cfg, address)
+    t0 = time.perf_counter()
+    store, cache_info = remote.build_features(cfg, splits, device=device, mode=features_on,
+                                              mirror=plan.cache)
     t["features_s"] = time.perf_counter() - t0
+    if not on_cluster:        # a local Ray: after the features (checked against this machine)
+        t["ray_init_s"] = start_ray(cfg, address)
     if overwrite and os.path.isdir(out):     # only now: bad data or checkpoints lose nothing
         shutil.rmtree(out)
     os.makedirs(out, exist_ok=True)
     costs = resolve_costs(cfg, store)
+    d = cfg.data
     manifest = {"routesweep_version": "0.1.0", "status": "running", "created": created,
                 "config_name": cfg.name, "config": to_dict(cfg), "versions": versions(),
                 "hardware": hardware(device), "costs": cost_manifest(cfg, store, costs),
@@ -116,26 +155,27 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
                             "corruption_levels": corruption_levels(cfg),
                             "samples": {k: int(len(store[k]["label"])) for k in
                                         ("train", "val", "test")}},
-                "feature_store": cache_info, "timings": t}
+                "feature_store": cache_info, "timings": t,
+                "storage": {**dataclasses.asdict(plan), "experiment": plan.experiment}}
     results.write_json(os.path.join(out, "manifest.json"), manifest)
-    trials = _sweep(cfg, store, costs, out=out, address=address, timings=t)
+    storage.publish_results(out, plan)
+    trials = _sweep(cfg, store, costs, plan=plan, timings=t)
+    return finish(cfg, out=out, store=store, costs=costs, trials=trials, manifest=manifest,
+                  plan=plan, report=report)
+
+
+def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True) -> dict:
+    """Trials + baselines -> Parquet tables, manifest (status, trials), report, shared copy."""
+    from sweep import storage
+    t = manifest["timings"]
     t0 = time.perf_counter()
-    tables = results.Tables(severity={k: store[k]["severity"] for k in ("val", "test")},
-                            sample_id=store["test"]["sample_id"], label=store["test"]["label"])
-    by_family = lambda f: [x for x in trials if x["family"] == f]
-    if cfg.gater.enabled:
-        assemble.expert_family(tables, store, trials=by_family("experts"),
-                               expert_ms=costs["expert_ms"], gater_ms=costs["gater_ms"], cfg=cfg)
-    if cfg.exits.enabled:
-        assemble.exit_family(tables, store, trials=by_family("exits"),
-                             exit_costs=costs["exit_costs"], cfg=cfg)
-    points, routes, decisions = tables.frames()
+    points, routes, decisions = tables(cfg, store, costs, trials)
     results.write_tables(out, points, routes, decisions)
     failed = [x for x in trials if x["status"] != "ok"]
     manifest.update(status="complete" if not failed else "partial",
                     finished=dt.datetime.now().isoformat(timespec="seconds"),
                     trials=[{k: x[k] for k in ("trial_id", "family", "lam", "tau", "seed",
-                                               "status", "error")} |
+                                               "status", "error", "restored")} |
                             {"method": "gater" if x["family"] == "experts" else "em_router",
                              "train_time_s": x["metrics"].get("train_time_s")}
                             for x in trials])
@@ -145,20 +185,36 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
         _report(out)
         t["report_s"] = time.perf_counter() - t0
     results.write_json(os.path.join(out, "manifest.json"), manifest)
+    storage.publish_results(out, plan)
     from sweep.summary import print_summary
     print_summary(out, points, routes, store["meta"], manifest)
     return manifest
 
 
-def _sweep(cfg, store, costs, *, out, address, timings) -> list[dict]:
+def tables(cfg, store, costs, trials):
+    """-> (points, routes, decisions) DataFrames: every trial and every baseline."""
+    tab = results.Tables(severity={k: store[k]["severity"] for k in ("val", "test")},
+                         sample_id=store["test"]["sample_id"], label=store["test"]["label"])
+    by_family = lambda f: [x for x in trials if x["family"] == f]
+    if cfg.gater.enabled:
+        assemble.expert_family(tab, store, trials=by_family("experts"),
+                               expert_ms=costs["expert_ms"], gater_ms=costs["gater_ms"], cfg=cfg)
+    if cfg.exits.enabled:
+        assemble.exit_family(tab, store, trials=by_family("exits"),
+                             exit_costs=costs["exit_costs"], cfg=cfg)
+    return tab.frames()
+
+
+def shared_store(store: dict) -> dict:
+    """What trials get through the object store (meta stays on the driver)."""
+    return {"meta": {}, **{k: v for k, v in store.items() if k != "meta"}}
+
+
+def _sweep(cfg, store, costs, *, plan, timings) -> list[dict]:
     from sweep import tune as T
     t0 = time.perf_counter()
-    T.init_ray(address or cfg.sweep.address)
-    timings["ray_init_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    shared = {"meta": {}, **{k: v for k, v in store.items() if k != "meta"}}
-    storage = cfg.sweep.storage_path or os.path.abspath(os.path.join(out, "tune"))
-    tuner = T.make_tuner(cfg, shared, T.trial_settings(cfg, costs), storage_path=storage)
+    tuner = T.make_tuner(cfg, shared_store(store), T.trial_settings(cfg, costs),
+                         storage_path=plan.tune_storage, name=plan.name)
     trials = T.collect(tuner.fit())
     timings["sweep_s"] = time.perf_counter() - t0
     return trials

@@ -4,6 +4,7 @@
     python -m sweep.run --smoke-test                     # tiny grid, 1 epoch (tests run this)
     python -m sweep.run --config configs/paper_gater_intel.yaml --set data.root=/data/intel
     python -m sweep.run --address auto --out s3-mounted/run1
+    python -m sweep.run --resume results/run1            # after a crash: finish what is unfinished
 
 Bad input -> one line on stderr, exit code 2, before any compute and without writing.
 """
@@ -33,6 +34,11 @@ def parse_args(argv=None):
     p.add_argument("--address", help="Ray cluster address (else RAY_ADDRESS, else local)")
     p.add_argument("--smoke-test", action="store_true", help="tiny grid, 1 epoch")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--resume", metavar="RESULTS_DIR",
+                   help="finish an interrupted run: re-run only unfinished / errored trials")
+    p.add_argument("--features-on", choices=("auto", "driver", "cluster"), default="auto",
+                   help="where the feature store is built: Ray tasks on the cluster (auto: "
+                        "when sweep.gpus_per_trial > 0 and the cluster has GPUs) or the driver")
     return p.parse_args(argv)
 
 
@@ -51,24 +57,51 @@ def resolve_out(args) -> str:
     return out
 
 
+def _fail(e: UserError) -> int:
+    print(f"routesweep: error: {e}", file=sys.stderr)
+    return 2
+
+
+def _given_config(args):
+    """The config from --config / --smoke-test / --set, or None when none of them is given."""
+    from sweep.config import load_config
+    sets = (SMOKE if args.smoke_test else []) + args.set
+    if args.resume and not (args.config or sets):
+        return None
+    return load_config(args.config, sets)
+
+
+def _resume(args) -> int:
+    if args.out or args.overwrite:
+        return _fail(UserError("--resume writes into RESULTS_DIR; drop --out / --overwrite"))
+    from sweep.resume import resume_run
+    try:
+        resume_run(args.resume, given=_given_config(args), address=args.address,
+                   report=not args.no_report)
+    except UserError as e:
+        return _fail(e)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.resume:
+        return _resume(args)
     try:
-        from sweep.config import load_config
-        cfg = load_config(args.config, (SMOKE if args.smoke_test else []) + args.set)
+        cfg = _given_config(args)
         out = resolve_out(args)
+        from sweep.storage import check_storage
+        check_storage(cfg.sweep.storage_path)
         from sweep.validate import preflight
         preflight(cfg)
     except UserError as e:
-        print(f"routesweep: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e)
     from sweep.pipeline import run_pipeline
     try:
         run_pipeline(cfg, out=out, overwrite=args.overwrite, address=args.address,
-                     report=not args.no_report)
+                     report=not args.no_report, features_on=args.features_on)
     except UserError as e:
-        print(f"routesweep: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e)
     return 0
 
 

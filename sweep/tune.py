@@ -11,7 +11,7 @@ import numpy as np
 import ray
 from ray import tune
 
-from sweep.trials import router_trial
+from sweep.trials import router_trial as _router_trial
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,12 +62,39 @@ def trial_name(trial) -> str:
     return f"{kind}_lam{p['lam']:g}_tau{p['tau']:g}_s{p['seed']}_{trial.trial_id[-5:]}"
 
 
-def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str = "sweep"):
+# Experiment state (which trials are finished) is saved at most this often (Tune's default,
+# "auto", is >= 10 s): a driver killed right after a trial finished still knows it finished.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+
+
+def _finished(ckpt) -> bool:
+    """Only a trial's LAST checkpoint holds decisions.npz."""
+    with ckpt.as_directory() as d:
+        return os.path.exists(os.path.join(d, "decisions.npz"))
+
+
+def router_trial(config: dict, store: dict) -> None:
+    """sweep.trials.router_trial, except for a trial restored from its final checkpoint (it
+    finished, but its node or the driver died before Tune recorded that): it reports done
+    instead of training again (the EM state in that checkpoint cannot restart a round)."""
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None and _finished(ckpt):
+        return tune.report({"status": "ok", "finished_before_restore": 1})
+    return _router_trial(config, store)
+
+
+def trainable(cfg, store: dict):
+    """The store is put in the object store once, here; the resources come from the config."""
     sw = cfg.sweep
-    trainable = tune.with_resources(tune.with_parameters(router_trial, store=store),
-                                    {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial})
+    return tune.with_resources(tune.with_parameters(router_trial, store=store),
+                               {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial})
+
+
+def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str = "sweep"):
+    """storage_path: a directory or a URI (s3://, gs://, file://) that pyarrow can open."""
+    sw = cfg.sweep
     return tune.Tuner(
-        trainable,
+        trainable(cfg, store),
         param_space={"point": tune.grid_search(grid_points(cfg)), "settings": settings},
         tune_config=tune.TuneConfig(max_concurrent_trials=sw.max_concurrent or None,
                                     reuse_actors=True, trial_name_creator=trial_name,
@@ -78,13 +105,24 @@ def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
 
 
+def restore_tuner(cfg, store: dict, experiment: str):
+    """The experiment at `experiment` (dir or URI): finished trials stay finished; unfinished
+    and errored ones continue from their last checkpoint. None if Tune never saved it."""
+    if not tune.Tuner.can_restore(experiment):
+        return None
+    return tune.Tuner.restore(experiment, trainable(cfg, store), resume_unfinished=True,
+                              resume_errored=True, restart_errored=False)
+
+
 def collect(result_grid) -> list[dict]:
     """One dict per trial: its point, status, error, final metrics and decision arrays."""
     out = []
     for r in result_grid:
         point, metrics = r.config["point"], dict(r.metrics or {})
         row = {**point, "trial_id": metrics.get("trial_id") or os.path.basename(r.path),
-               "status": "ok", "error": None, "metrics": metrics, "decisions": None}
+               "status": "ok", "error": None, "metrics": metrics, "decisions": None,
+               "restored": metrics.get("iterations_since_restore", 0) <
+               metrics.get("training_iteration", 0)}
         if r.error is not None:
             row.update(status="failed", error=str(r.error).strip().splitlines()[-1][:500])
         elif metrics.get("status") == "failed":
@@ -98,4 +136,4 @@ def collect(result_grid) -> list[dict]:
         if row["status"] == "ok" and row["decisions"] is None:
             row.update(status="failed", error="trial ended without final decisions")
         out.append(row)
-    return out
+    return sorted(out, key=lambda x: x["trial_id"])     # grid order, also after a restore
