@@ -93,9 +93,12 @@ def cached_build(cfg, splits, *, device: str, mirror: str | None, log=print):
     return store, info
 
 
-def _part_task(cfg, splits, mirror):
-    """Runs on a worker: one store part -> ((arrays, meta), info)."""
+def _part_task(cfg, splits, mirror, threads):
+    """Runs on a worker: one store part -> ((arrays, meta), info). Uses the driver's torch
+    thread count: CPU float results (and so the store key) depend on it."""
     import ray
+    import torch
+    torch.set_num_threads(threads)
     from sweep.pipeline import pick_device
     device = pick_device(cfg.device)
     store, info = cached_build(cfg, splits, device=device, mirror=mirror)
@@ -115,7 +118,9 @@ def build_on_cluster(cfg, splits, *, mirror: str | None, log=print):
     parts = [p for p, on in (("experts", cfg.gater.enabled), ("exits", cfg.exits.enabled)) if on]
     log(f"[features] building {parts} as Ray tasks (num_gpus={gpus} each)")
     try:
-        done = ray.get([task.remote(_only(cfg, p), splits_ref, mirror) for p in parts])
+        import torch
+        threads = torch.get_num_threads()
+        done = ray.get([task.remote(_only(cfg, p), splits_ref, mirror, threads) for p in parts])
     except ray.exceptions.RayTaskError as e:          # bad input found on a worker: one line
         if isinstance(e.cause, UserError):
             raise UserError(str(e.cause)) from None
