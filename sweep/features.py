@@ -81,6 +81,12 @@ def expand_all(cfg, splits) -> dict[str, dict[str, np.ndarray]]:
             for i, (name, s) in enumerate(splits.items())}
 
 
+def _bar(desc: str, total: int):
+    """A tqdm progress bar on stderr, one tick per training epoch."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="epoch", leave=True)
+
+
 def _columns(x: dict) -> dict:
     return {k: x[k] for k in ("label", "severity", "corruption", "sample_id")}
 
@@ -138,8 +144,11 @@ def _build_experts(cfg, expanded, *, device):
         model = zoo.build_expert(spec, num_classes=ncls, seed=cfg.data.seed).to(device)
         tr = expanded["train"]
         keep = np.ones(len(tr["label"]), bool) if spec.train_on_corrupted else tr["severity"] == 0
-        model = zoo.train_expert(model, spec, images=tr["images"][keep], labels=tr["label"][keep],
-                                 seed=cfg.data.seed, device=device)
+        with _bar(f"[features] train {spec.name}", spec.epochs) as bar:
+            tick = lambda epoch, epochs, loss, secs: bar.set_postfix(loss=f"{loss:.3f}") or bar.update()
+            model = zoo.train_expert(model, spec, images=tr["images"][keep],
+                                     labels=tr["label"][keep], seed=cfg.data.seed, device=device,
+                                     progress=tick)
         for s, x in expanded.items():
             arrays[s]["expert_logits"].append(zoo.expert_logits(
                 model, images=x["images"], input_size=spec.input_size, device=device))
@@ -178,9 +187,12 @@ def _build_exits(cfg, expanded, *, device):
     t0 = time.perf_counter()
     keep = np.ones(len(tr["label"]), bool) if e.train_on_corrupted else tr["severity"] == 0
     model = mx.MultiExitResNet(ncls, stem=stem, width=e.width).to(device)
-    model = mx.train_backbone(model, images=tr["images"][keep], labels=tr["label"][keep],
-                              epochs=e.epochs, lr=e.lr, batch_size=e.batch_size,
-                              seed=cfg.data.seed, augment=e.augment, device=device)
+    with _bar("[features] train multi-exit backbone", e.epochs) as bar:
+        tick = lambda epoch, m: bar.set_postfix(loss=f"{m['loss']:.3f}") or bar.update()
+        model = mx.train_backbone(model, images=tr["images"][keep], labels=tr["label"][keep],
+                                  epochs=e.epochs, lr=e.lr, batch_size=e.batch_size,
+                                  seed=cfg.data.seed, augment=e.augment, device=device,
+                                  progress=tick)
     feats = {s: mx.extract_exit_features(model, images=x["images"], batch_size=256, device=device)
              for s, x in expanded.items()}
     heads = mx.train_exit_heads(feats["train"], tr["label"], hidden=e.head_hidden,
