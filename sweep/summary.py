@@ -43,13 +43,19 @@ def em_vs_branchynet(points: pd.DataFrame) -> pd.DataFrame:
     return best
 
 
+def _print_singles(accuracy: dict, costs: dict, cost_key: str, title: str) -> None:
+    """Single models (experts or fixed exits): accuracy per severity and their cost."""
+    acc = pd.DataFrame(accuracy).T
+    acc[cost_key] = [costs[n][cost_key] for n in acc.index]
+    print(f"\n{title}")
+    print(acc.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
 def print_summary(out, points, routes, meta, manifest) -> None:
     print(f"\nroutesweep: results in {out}  (status: {manifest['status']})")
     if "expert_accuracy" in meta:
-        acc = pd.DataFrame(meta["expert_accuracy"]).T
-        acc["latency_ms"] = [manifest["costs"]["experts"][n]["latency_ms"] for n in acc.index]
-        print("\nExperts alone (test accuracy per severity; batch-1 latency):")
-        print(acc.to_string(float_format=lambda v: f"{v:.3f}"))
+        _print_singles(meta["expert_accuracy"], manifest["costs"]["experts"], "latency_ms",
+                       "Experts alone (test accuracy per severity; batch-1 latency):")
         t = gater_table(points, routes)
         if not t.empty:
             print(f"\nGater, best τ per λ (mean over seeds; + gater "
@@ -57,10 +63,8 @@ def print_summary(out, points, routes, meta, manifest) -> None:
             for sev, part in t.groupby("severity", observed=True):
                 print(f"-- {sev}\n{_fmt(part.drop(columns='severity'))}")
     if "exit_accuracy" in meta:
-        acc = pd.DataFrame(meta["exit_accuracy"]).T
-        acc["cost"] = [manifest["costs"]["exits"][n]["compute"] for n in acc.index]
-        print("\nFixed exits (test accuracy per severity; fraction of full compute):")
-        print(acc.to_string(float_format=lambda v: f"{v:.3f}"))
+        _print_singles(meta["exit_accuracy"], manifest["costs"]["exits"], "compute",
+                       "Fixed exits (test accuracy per severity; fraction of full compute):")
         cmp = em_vs_branchynet(points)
         if not cmp.empty:
             print("\nEM router (best threshold per λ, mean over seeds) vs BranchyNet at the same cost:")

@@ -25,12 +25,14 @@ def _device(settings: dict) -> str:
     return "cuda" if settings.get("gpus_per_trial", 0) > 0 and torch.cuda.is_available() else "cpu"
 
 
-def _save(state: dict, arrays: dict | None = None) -> tune.Checkpoint:
-    d = tempfile.mkdtemp(prefix="ckpt-")
-    torch.save(state, os.path.join(d, "state.pt"))
-    if arrays is not None:
-        np.savez(os.path.join(d, "decisions.npz"), **arrays)
-    return tune.Checkpoint.from_directory(d)
+def _report(metrics: dict, state: dict, arrays: dict | None = None) -> None:
+    """tune.report with a checkpoint written to a temporary directory: Tune persists it to
+    storage during the call, so the local copy is removed right after (no /tmp build-up)."""
+    with tempfile.TemporaryDirectory(prefix="ckpt-") as d:
+        torch.save(state, os.path.join(d, "state.pt"))
+        if arrays is not None:
+            np.savez(os.path.join(d, "decisions.npz"), **arrays)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def _restore() -> dict | None:
@@ -67,9 +69,9 @@ def gater_trial(point: dict, s: dict, store: dict) -> None:
         arrays = _gater_decisions(G, gater, {"val": val, "test": test}, s, point) if last else None
         state = {"model": gater.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                  "epoch": epoch + 1}
-        tune.report({**m, "epoch": epoch + 1, "val_accuracy": float(ev["correct"].mean()),
-                     "val_cost": float(ev["cost"].mean()), "status": "ok",
-                     "train_time_s": time.perf_counter() - t0}, checkpoint=_save(state, arrays))
+        _report({**m, "epoch": epoch + 1, "val_accuracy": float(ev["correct"].mean()),
+                 "val_cost": float(ev["cost"].mean()), "status": "ok",
+                 "train_time_s": time.perf_counter() - t0}, state, arrays)
 
 
 def _gater_decisions(G, gater, splits, s, point) -> dict:
@@ -96,8 +98,8 @@ def em_trial(point: dict, s: dict, store: dict) -> None:
     t0 = time.perf_counter()
 
     def on_round(i, metrics, state):
-        tune.report({**metrics, "epoch": i + 1, "status": "ok",
-                     "train_time_s": time.perf_counter() - t0}, checkpoint=_save(state))
+        _report({**metrics, "epoch": i + 1, "status": "ok",
+                 "train_time_s": time.perf_counter() - t0}, state)
 
     try:
         res = EM.run_em(features=feats, log_lik=log_lik, costs=s["exit_costs"], lam=point["lam"],
@@ -112,9 +114,9 @@ def em_trial(point: dict, s: dict, store: dict) -> None:
         f, _ = _exit_arrays(store[k], K, device)
         halt = EM.halting_probs(res.routers, f, device=device)
         arrays[f"{k}_target"] = EM.routes_for_thresholds(halt, s["thresholds"]).astype(np.int8)
-    tune.report({"status": "ok", "epoch": len(res.history) + 1, "done_em": 1,
-                 "train_time_s": time.perf_counter() - t0},
-                checkpoint=_save({"routers": res.routers.state_dict()}, arrays))
+    _report({"status": "ok", "epoch": len(res.history) + 1, "done_em": 1,
+             "train_time_s": time.perf_counter() - t0},
+            {"routers": res.routers.state_dict()}, arrays)
 
 
 def router_trial(config: dict, store: dict) -> None:
