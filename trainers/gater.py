@@ -94,19 +94,25 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
 
 
 def _step(gater, opt, x, logits_fn, labels, *, costs, lam, tau, ce_scale, generator):
+    """One optimiser step. Returns the detached (L, L_class, L_lat) as a device tensor [3]:
+    no .item() here, so a GPU step never waits for the host (checked once per epoch)."""
     z, y_soft = gumbel_softmax_st(gater(x), tau=tau, generator=generator)
     loss, l_class, l_lat = composite_loss(z=z, y_soft=y_soft, expert_logits=logits_fn(),
                                           labels=labels, costs=costs, lam=lam, ce_scale=ce_scale)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite gater loss {loss.item()} (lam={lam}, tau={tau})")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return loss.item(), l_class.item(), l_lat.item()
+    return torch.stack([loss, l_class, l_lat]).detach()
 
 
-def _mean_metrics(rows) -> dict:
-    a = np.asarray(rows, np.float64)
+def _mean_metrics(rows: list[torch.Tensor], *, lam, tau) -> dict:
+    """rows: one [3] tensor a step -> epoch means, after ONE host sync. A non-finite loss in
+    any step raises FloatingPointError (the trial then ends as failed, with this reason)."""
+    a = torch.stack(rows).double().cpu().numpy()                              # [steps,3]
+    bad = np.flatnonzero(~np.isfinite(a[:, 0]))
+    if len(bad):
+        raise FloatingPointError(f"non-finite gater loss {a[bad[0], 0]} at step {bad[0]} "
+                                 f"(lam={lam}, tau={tau})")
     return {"loss": float(a[:, 0].mean()), "loss_class": float(a[:, 1].mean()),
             "loss_latency": float(a[:, 2].mean())}
 
@@ -121,7 +127,7 @@ def train_epoch(gater, opt, data: GaterData, *, costs, lam, tau, batch_size=32, 
         x = to_float_nchw(data.gater_input[idx_d])
         rows.append(_step(gater, opt, x, lambda: data.expert_logits[idx_d], data.labels[idx_d],
                           costs=costs, lam=lam, tau=tau, ce_scale=ce_scale, generator=generator))
-    return _mean_metrics(rows)
+    return _mean_metrics(rows, lam=lam, tau=tau)
 
 
 def train_epoch_algorithm1(gater, opt, experts, *, images, gater_input, labels, costs, lam, tau,
@@ -142,7 +148,7 @@ def train_epoch_algorithm1(gater, opt, experts, *, images, gater_input, labels, 
         x = to_float_nchw(gater_input[idx])
         rows.append(_step(gater, opt, x, logits_fn, labels[idx], costs=costs, lam=lam, tau=tau,
                           ce_scale=ce_scale, generator=generator))
-    return _mean_metrics(rows)
+    return _mean_metrics(rows, lam=lam, tau=tau)
 
 
 @torch.no_grad()
