@@ -214,8 +214,9 @@ def markdown(result: dict) -> str:
     head = (f"Machine: {result['device']}  \nDate: {result['created']}; "
             f"`python -m sweep.bench {' '.join(result['argv'])}`".rstrip() + "\n\n")
     lines = ["| measurement | value | target | met |", "|---|---|---|---|"]
+    ran = {k for k, name in SECTIONS.items() if name in s or name in result["errors"]}
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in
-              _rows_1(s) + _rows_2_3(s) + _rows_4_5(s)]
+              _rows_1(s) + _rows_2_3(s) + _rows_4_5(s) if int(a.split(".")[0]) in ran]
     errs = "".join(f"\nsection {k} failed: {v.splitlines()[-1]}\n"
                    for k, v in result["errors"].items())
     return head + "\n".join(lines) + "\n" + errs

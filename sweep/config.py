@@ -103,6 +103,8 @@ class SweepConfig:
     address: str | None = None           # Ray cluster; else RAY_ADDRESS; else a local one
     storage_path: str | None = None      # Tune state; default OUT/tune
     cascade_thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(10, 21))
+    tune_verbose: int = 1                # Tune's console: 0 silent, 1 status table, 2 + each
+                                         # trial's start, config and checkpoints
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str
                                     reuse_actors=True, trial_name_creator=trial_name,
                                     trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage_path,
+            name=name, storage_path=storage_path, verbose=sw.tune_verbose,
             failure_config=tune.FailureConfig(max_failures=sw.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
 

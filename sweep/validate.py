@@ -99,6 +99,7 @@ def validate(cfg) -> None:
     _check(sw.cpus_per_trial > 0 and sw.gpus_per_trial >= 0,
            "sweep.cpus_per_trial must be > 0 and sweep.gpus_per_trial >= 0")
     _check(sw.max_failures >= -1, "sweep.max_failures must be >= -1 (-1 = retry forever)")
+    _check(sw.tune_verbose in (0, 1, 2), "sweep.tune_verbose must be 0, 1 or 2")
     _grid("sweep.cascade_thresholds", sw.cascade_thresholds, 0.0, 1.0)
 
 

@@ -64,6 +64,7 @@ def _cases(tmp):
         "em_iters": (["exits.em_iters=0"], "em_iters"),
         "em_thresholds": (["exits.thresholds=[-0.1]"], "thresholds"),
         "cost_mode": (["exits.exit_cost=latency"], "exit_cost"),
+        "tune_verbose": (["sweep.tune_verbose=3"], "tune_verbose"),
         "given_latency_len": (["experts.cost_source=given", "experts.given_latency_ms=[1]"],
                               "given_latency_ms"),
         "given_latency_zero": (["experts.cost_source=given",
@@ -98,7 +99,7 @@ def _cases(tmp):
 CASE_NAMES = sorted([
     "lam_range", "tau_nonpositive", "empty_seeds", "unknown_key", "wrong_type_list",
     "wrong_type_bool", "float_for_int", "no_family", "bad_severity", "severity_order",
-    "negative_level", "fractions", "em_iters", "em_thresholds", "cost_mode",
+    "negative_level", "fractions", "em_iters", "em_thresholds", "cost_mode", "tune_verbose",
     "given_latency_len", "given_latency_zero", "unknown_profile", "unknown_arch",
     "unknown_expert_key", "unknown_dataset", "missing_root", "no_split_folders",
     "empty_class_folder", "mismatched_classes", "smaller_than_batch", "ckpt_missing",

@@ -54,7 +54,8 @@ def gumbel_softmax_st(logits: torch.Tensor, *, tau: float, generator: torch.Gene
     u = torch.rand(logits.shape, generator=generator, device=logits.device)
     gumbel = -torch.log((-torch.log(u.clamp_min(1e-10))).clamp_min(1e-10))
     y_soft = F.softmax((logits + gumbel) / tau, dim=-1)
-    y_hard = F.one_hot(y_soft.argmax(-1), logits.shape[-1]).to(y_soft.dtype)
+    # one-hot by scatter: F.one_hot validates its indices on the host (a GPU sync per step)
+    y_hard = torch.zeros_like(y_soft).scatter_(-1, y_soft.argmax(-1, keepdim=True), 1.0)
     return y_hard - y_soft.detach() + y_soft, y_soft
 
 
