@@ -103,8 +103,9 @@ class SweepConfig:
     address: str | None = None           # Ray cluster; else RAY_ADDRESS; else a local one
     storage_path: str | None = None      # Tune state; default OUT/tune
     cascade_thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(10, 21))
-    tune_verbose: int = 1                # Tune's console: 0 silent, 1 status table, 2 + each
-                                         # trial's start, config and checkpoints
+    tune_verbose: int = 1                # Tune's console: 0 silent; 1 (Tune's default) status
+                                         # table + each trial's config and final result;
+                                         # 2 also every epoch's result
 
 
 @dataclass(frozen=True)
