@@ -205,15 +205,20 @@ def tables(cfg, store, costs, trials):
     return tab.frames()
 
 
-def shared_store(store: dict) -> dict:
-    """What trials get through the object store (meta stays on the driver)."""
-    return {"meta": {}, **{k: v for k, v in store.items() if k != "meta"}}
+def shared_store(store: dict, cfg) -> dict:
+    """What trials get through the object store (meta stays on the driver), plus the
+    gater's pretrained trunk weights when `gater.trunk_pretrained` (loaded here, once)."""
+    shared = {"meta": {}, **{k: v for k, v in store.items() if k != "meta"}}
+    if cfg.gater.enabled and cfg.gater.trunk_pretrained:
+        from trainers.gater import pretrained_trunk_state
+        shared["gater_trunk"] = pretrained_trunk_state()
+    return shared
 
 
 def _sweep(cfg, store, costs, *, plan, timings) -> list[dict]:
     from sweep import tune as T
     t0 = time.perf_counter()
-    tuner = T.make_tuner(cfg, shared_store(store), T.trial_settings(cfg, costs),
+    tuner = T.make_tuner(cfg, shared_store(store, cfg), T.trial_settings(cfg, costs),
                          storage_path=plan.tune_storage, name=plan.name)
     trials = T.collect(tuner.fit())
     timings["sweep_s"] = time.perf_counter() - t0

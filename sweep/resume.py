@@ -117,7 +117,7 @@ def _sweep(cfg, store, costs, plan):
     """-> (trials, costs): restored experiment, or a fresh one if Tune never saved it."""
     from sweep import pipeline
     from sweep import tune as T
-    shared = pipeline.shared_store(store)
+    shared = pipeline.shared_store(store, cfg)
     tuner = T.restore_tuner(cfg, shared, plan.experiment)
     if tuner is None:
         print(f"[resume] no saved Tune experiment at {plan.experiment}: starting the sweep")

@@ -43,14 +43,22 @@ def _restore() -> dict | None:
         return torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=True)
 
 
+def new_gater(s: dict, store: dict, *, seed: int):
+    """The trial's gater: seeded init; the trunk from the store's pretrained weights when
+    `trunk_pretrained` (the driver put them there; workers never download)."""
+    from trainers import gater as G
+    torch.manual_seed(seed)
+    trunk = store["gater_trunk"] if s.get("trunk_pretrained") else None
+    return G.Gater(len(s["expert_ms"]), embed_dim=s["embed_dim"], trunk_state=trunk)
+
+
 def gater_trial(point: dict, s: dict, store: dict) -> None:
     from trainers import gater as G
     device = _device(s)
     train, val = (G.GaterData.from_store(store[k], device) for k in ("train", "val"))
     test = G.GaterData.from_store(store["test"], device)
     costs = torch.tensor(s["expert_ms"], dtype=torch.float32, device=device)
-    torch.manual_seed(point["seed"])
-    gater = G.Gater(len(s["expert_ms"]), embed_dim=s["embed_dim"]).to(device)
+    gater = new_gater(s, store, seed=point["seed"]).to(device)
     opt = torch.optim.Adam(gater.parameters(), lr=s["lr"])
     gen = torch.Generator(device=device).manual_seed(point["seed"])
     state, start = _restore(), 0

@@ -109,6 +109,9 @@ def preflight(cfg) -> None:
     Run by `python -m sweep.run` before anything is written."""
     if not cfg.gater.enabled:
         return
+    if cfg.gater.trunk_pretrained:
+        from trainers.gater import pretrained_trunk_state
+        pretrained_trunk_state()                # cached or downloadable; raises UserError
     from sweep.features import resolved_expert_dicts
     from trainers.experts import build_expert, spec_from_dict
     for d in resolved_expert_dicts(cfg):

@@ -99,3 +99,25 @@ def test_evaluate_costs_include_gater():
     out = G.evaluate(G.Gater(2, embed_dim=8), data, costs_ms=np.array([1.0, 5.0]), gater_ms=0.5)
     assert set(out["cost"]) <= {1.5, 5.5}
     assert ((out["target"] == 0) == out["correct"]).all()
+
+
+def test_trial_gater_starts_from_the_shipped_pretrained_trunk(monkeypatch):
+    """gater.trunk_pretrained: the driver ships the trunk's weights with the store once and
+    every trial loads them; the down block and head keep their seeded initialisation."""
+    from sweep import pipeline
+    from sweep.config import load_config
+    from sweep.trials import new_gater
+    torch.manual_seed(123)
+    ref = {k: v.numpy().copy() for k, v in G.Gater(3, embed_dim=8).trunk.state_dict().items()}
+    monkeypatch.setattr(G, "pretrained_trunk_state", lambda: ref)
+    cfg = load_config(None, ["gater.trunk_pretrained=true"])
+    store = pipeline.shared_store({"meta": {"x": 1}, "train": {}}, cfg)
+    assert store["meta"] == {} and store["gater_trunk"] is ref
+    s = {"expert_ms": [1.0, 2.0, 3.0], "embed_dim": 8, "trunk_pretrained": True}
+    g, r = new_gater(s, store, seed=0), new_gater({**s, "trunk_pretrained": False}, {}, seed=0)
+    for k, v in g.trunk.state_dict().items():
+        assert np.array_equal(v.numpy(), ref[k])
+    assert not torch.equal(g.trunk[0].weight, r.trunk[0].weight)
+    assert torch.equal(g.head.weight, r.head.weight) and torch.equal(g.down[0].weight,
+                                                                     r.down[0].weight)
+    assert "gater_trunk" not in pipeline.shared_store({"meta": {}}, load_config(None))

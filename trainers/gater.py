@@ -29,20 +29,39 @@ class Gater(nn.Module):
     """SqueezeNet 1.1 features[:5] -> conv stride 2 + ReLU -> global avg pool -> Linear(d, E).
 
     features[:5] = conv3x3/2 (64) -> ReLU -> maxpool -> Fire(64->128) -> Fire(128->128).
+    trunk_state: that trunk's weights (e.g. `pretrained_trunk_state()`), else random init.
     """
 
-    def __init__(self, num_experts: int, *, embed_dim: int = 128, pretrained: bool = False):
+    def __init__(self, num_experts: int, *, embed_dim: int = 128, trunk_state: dict | None = None):
         super().__init__()
         from torchvision.models import squeezenet1_1
-        weights = "DEFAULT" if pretrained else None
-        self.trunk = squeezenet1_1(weights=weights).features[:5]           # [B,128,h,w]
+        self.trunk = squeezenet1_1(weights=None).features[:5]                # [B,128,h,w]
         self.down = nn.Sequential(nn.Conv2d(128, embed_dim, 3, stride=2, padding=1), nn.ReLU())
         self.head = nn.Linear(embed_dim, num_experts)
+        if trunk_state is not None:
+            self.trunk.load_state_dict({k: torch.as_tensor(np.asarray(v))
+                                        for k, v in trunk_state.items()})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x float [B,3,g,g] -> routing logits l [B,E]."""
         h = self.down(self.trunk(x)).mean(dim=(2, 3))                        # [B,d]
         return self.head(h)
+
+
+def pretrained_trunk_state() -> dict[str, np.ndarray]:
+    """ImageNet SqueezeNet 1.1 features[:5] weights (torch hub cache, else a download) as
+    numpy arrays: loaded once by the driver and shipped to every trial with the store."""
+    from sweep.errors import UserError
+    from trainers.experts import ExpertSpec, build_expert
+    spec = ExpertSpec(name="gater trunk", arch="torchvision:squeezenet1_1", pretrained=True)
+    try:
+        model = build_expert(spec, num_classes=2)
+    except UserError:
+        raise UserError("gater.trunk_pretrained: the SqueezeNet 1.1 ImageNet weights are not "
+                        "in torch's hub cache and cannot be downloaded; put "
+                        "squeezenet1_1-b8a52dc0.pth in $TORCH_HOME/hub/checkpoints or set "
+                        "gater.trunk_pretrained: false") from None
+    return {k: v.numpy() for k, v in model.features[:5].state_dict().items()}
 
 
 def gumbel_softmax_st(logits: torch.Tensor, *, tau: float, generator: torch.Generator):
