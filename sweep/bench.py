@@ -131,6 +131,8 @@ def headline(sections: dict) -> dict:
                                                 "flop_ratio"),
         "cached_vs_algorithm1_trunk_only_bound": _get(s, "cached_vs_algorithm1", "paper",
                                                       "trunk_only_bound"),
+        "cached_vs_algorithm1_speedup_bf16": _get(s, "cached_vs_algorithm1", "paper", "bf16",
+                                                  "speedup"),
         "cached_vs_algorithm1_speedup_tiny": _get(s, "cached_vs_algorithm1", "tiny", "speedup"),
         "slot_busy_fraction": _get(s, "orchestration", "slot_busy_fraction"),
         "ray_overhead_s_per_trial": _get(s, "orchestration", "overhead_s_per_trial"),
@@ -165,6 +167,11 @@ def _rows_1(s) -> list:
                     f"{_f(a, '.1f')}; FLOP ceiling {_f(fr, '.0f')}x; the trunk alone, any "
                     f"head: {_f(tb, '.0f')}x)", _f(sp, ".1f") + "x",
                     target, _met(sp, lambda v: v >= 100) if shape == "paper" else "-"))
+        b = r.get("bf16") or {}
+        sp16, c16 = b.get("speedup"), _get(b, "cached", "samples_per_s")
+        out.append((f"1. the same with `gater.precision: bf16`, {shape} shape (samples/s "
+                    f"{_f(c16, '.0f')}; {_f(b.get('cached_vs_fp32_cached'), '.2f')}x the fp32 "
+                    f"cached trainer)", _f(sp16, ".1f") + "x", "-", "-"))
     return out
 
 

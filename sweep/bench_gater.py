@@ -1,10 +1,12 @@
 """Benchmark 1: gater training from the feature store vs the literal Algorithm 1.
 
 Both trainers live in trainers/gater.py and compute the same losses for one seed; here they are
-timed on the same machine, at the paper's shape (224 px SqueezeNet 1.1 / MobileViT-S / DeiT-S/16,
-random weights, 96 px gater with embed 128, batch 32) and at the tiny profile (digits' 48 px
-base, 16 px gater, embed 64). The FLOP ratio from torch's flop counter is the ceiling: a cached
-step still runs the gater forward + backward, Algorithm 1 runs that plus every expert's forward.
+timed on the same machine, in float32 and with `gater.precision: bf16` (autocast on the gater),
+at the paper's shape (224 px SqueezeNet 1.1 / MobileViT-S / DeiT-S/16, random weights, 96 px
+gater with embed 128, batch 32) and at the tiny profile (digits' 48 px base, 16 px gater,
+embed 64). The FLOP ratio from torch's flop counter is the ceiling: a cached step still runs
+the gater forward + backward, Algorithm 1 runs that plus every expert's forward. The paper's
+fixed trunk alone (forward + backward, no head) bounds what any head could reach.
 """
 from __future__ import annotations
 
@@ -117,10 +119,10 @@ def _expert_input(specs):
     return lambda i, u8: zoo.preprocess(u8, specs[i].input_size)
 
 
-def _trainers(sh: Shape, specs, models, arr: _Arrays, costs):
+def _trainers(sh: Shape, specs, models, arr: _Arrays, costs, precision="fp32"):
     """-> (algorithm1(gater, opt, gen, rows), cached(gater, opt, gen, data)) epoch closures."""
     from trainers import gater as G
-    kw = dict(costs=costs, lam=0.8, tau=1.0, batch_size=sh.batch_size)
+    kw = dict(costs=costs, lam=0.8, tau=1.0, batch_size=sh.batch_size, precision=precision)
 
     def alg1(gater, opt, gen, rows=slice(None)):
         return G.train_epoch_algorithm1(
@@ -158,31 +160,46 @@ def _gater_step_flops(sh: Shape, cached, arr: _Arrays, device: str) -> int:
     return int(counter.get_total_flops())
 
 
-def bench_shape(sh: Shape, *, device: str, log=print) -> dict:
-    """Cached vs Algorithm 1 at one shape: samples/s (median of repeats), ratio, FLOP ceiling."""
+def _pair(sh: Shape, specs, models, arr: _Arrays, costs, device: str, precision: str, log):
+    """Both trainers at one precision, warmed up on the first batch from the same init and
+    generator (their losses must agree) -> ({name: (epoch fn, samples)}, losses, cached)."""
     from trainers import gater as G
-    from trainers.cost import count_flops
-    specs, models = build_zoo(sh.profile, classes=sh.classes, device=device)
-    arr = _Arrays(sh, specs, models, device)
-    costs = torch.tensor([1.0, 3.0, 2.0], device=device)[:len(specs)]
-    alg1, cached = _trainers(sh, specs, models, arr, costs)
-    # warm-up on the first batch, same init and generator: the two losses must agree
+    alg1, cached = _trainers(sh, specs, models, arr, costs, precision)
     b = slice(0, sh.batch_size)
     g1, o1, r1 = _fresh(len(specs), sh.embed_dim, device)
     loss_a1 = alg1(g1, o1, r1, b)["loss"]
     g2, o2, r2 = _fresh(len(specs), sh.embed_dim, device)
     loss_c = cached(g2, o2, r2, G.GaterData(arr.gin[b], arr.logits[b], arr.labels[b]))["loss"]
-    log(f"[bench] {sh.profile}: warm-up losses alg1 {loss_a1:.6f} cached {loss_c:.6f}")
-    t = _interleaved({"algorithm1": (lambda: alg1(g1, o1, r1), len(arr.labels)),
-                      "cached": (lambda: cached(g2, o2, r2, G.GaterData(*arr.store)),
-                                 len(arr.store[2])),
-                      "trunk_only": (_trunk_only(sh, arr, device), len(arr.store[2]))},
-                     sh.repeats, device)
+    log(f"[bench] {sh.profile} {precision}: warm-up losses alg1 {loss_a1:.6f} "
+        f"cached {loss_c:.6f}")
+    sfx = "" if precision == "fp32" else f"_{precision}"
+    return ({f"algorithm1{sfx}": (lambda: alg1(g1, o1, r1), len(arr.labels)),
+             f"cached{sfx}": (lambda: cached(g2, o2, r2, G.GaterData(*arr.store)),
+                              len(arr.store[2]))}, (loss_a1, loss_c), cached)
+
+
+def bench_shape(sh: Shape, *, device: str, log=print) -> dict:
+    """Cached vs Algorithm 1 at one shape: samples/s (median of repeats), ratio, FLOP ceiling,
+    the trunk-only bound, and the same pair with `gater.precision: bf16`."""
+    from trainers.cost import count_flops
+    specs, models = build_zoo(sh.profile, classes=sh.classes, device=device)
+    arr = _Arrays(sh, specs, models, device)
+    costs = torch.tensor([1.0, 3.0, 2.0], device=device)[:len(specs)]
+    fp32, losses, cached = _pair(sh, specs, models, arr, costs, device, "fp32", log)
+    bf16, losses16, _ = _pair(sh, specs, models, arr, costs, device, "bf16", log)
+    t = _interleaved({**fp32, "trunk_only": (_trunk_only(sh, arr, device), len(arr.store[2])),
+                      **bf16}, sh.repeats, device)
     a, c = t["algorithm1"], t["cached"]
     out = _summarise(sh, specs, models, a, c, _gater_step_flops(sh, cached, arr, device),
-                     count_flops, (loss_a1, loss_c))
+                     count_flops, losses)
     out["trunk_only"] = t["trunk_only"]
     out["trunk_only_bound"] = t["trunk_only"]["samples_per_s"] / a["samples_per_s"]
+    a16, c16 = t["algorithm1_bf16"], t["cached_bf16"]
+    out["bf16"] = {"algorithm1": a16, "cached": c16,
+                   "speedup": c16["samples_per_s"] / a16["samples_per_s"],
+                   "cached_vs_fp32_cached": c16["samples_per_s"] / c["samples_per_s"],
+                   "warmup_loss": {"algorithm1": losses16[0], "cached": losses16[1],
+                                   "match": bool(np.isclose(*losses16, rtol=1e-4))}}
     return out
 
 
@@ -212,7 +229,9 @@ def run(*, smoke: bool, device: str, log=print) -> dict:
     for name, sh in shapes(smoke=smoke, cuda=device.startswith("cuda")).items():
         t0 = time.perf_counter()
         out[name] = bench_shape(sh, device=device, log=log)
-        log(f"[bench] cached vs Algorithm 1 at {name}: {out[name]['speedup']:.1f}x "
-            f"(FLOP ceiling {out[name]['flop_ratio']:.1f}x; the trunk alone "
-            f"{out[name]['trunk_only_bound']:.1f}x), {time.perf_counter() - t0:.0f} s")
+        r = out[name]
+        log(f"[bench] cached vs Algorithm 1 at {name}: {r['speedup']:.1f}x (FLOP ceiling "
+            f"{r['flop_ratio']:.1f}x; the trunk alone {r['trunk_only_bound']:.1f}x; "
+            f"gater.precision bf16 {r['bf16']['speedup']:.1f}x), "
+            f"{time.perf_counter() - t0:.0f} s")
     return out

@@ -62,6 +62,8 @@ class GaterConfig:
     epochs: int = 3                      # converged by epoch 2-3 on digits (val acc/cost flat)
     ce_scale: float = 3.0                # L_class = CE / ce_scale (paper: 3.0)
     eval_route: str = "argmax"           # argmax | sampled
+    precision: str = "fp32"              # fp32 | bf16: autocast for the gater in training
+                                         # (GPU tensor cores, CPU AMX); decisions in fp32
     lams: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
     taus: tuple[float, ...] = (0.5, 1.0, 2.0)
     seeds: tuple[int, ...] = (0, 1, 2)

@@ -69,7 +69,8 @@ def gater_trial(point: dict, s: dict, store: dict) -> None:
     for epoch in range(start, s["epochs"]):
         try:
             m = G.train_epoch(gater, opt, train, costs=costs, lam=point["lam"], tau=point["tau"],
-                              batch_size=s["batch_size"], ce_scale=s["ce_scale"], generator=gen)
+                              batch_size=s["batch_size"], ce_scale=s["ce_scale"], generator=gen,
+                              precision=s.get("precision", "fp32"))
         except FloatingPointError as e:
             return tune.report({"status": "failed", "error": str(e), "epoch": epoch + 1})
         ev = G.evaluate(gater, val, costs_ms=s["expert_ms"], gater_ms=s["gater_ms"])

@@ -32,7 +32,7 @@ def trial_settings(cfg, costs: dict) -> dict:
     return {"cpus_per_trial": sw.cpus_per_trial,
             "experts": {**common, "lr": g.lr, "batch_size": g.batch_size, "epochs": g.epochs,
                         "ce_scale": g.ce_scale, "embed_dim": g.embed_dim,
-                        "trunk_pretrained": g.trunk_pretrained,
+                        "trunk_pretrained": g.trunk_pretrained, "precision": g.precision,
                         "eval_route": g.eval_route, "expert_ms": costs.get("expert_ms"),
                         "gater_ms": costs.get("gater_ms")},
             "exits": {**common, "exit_costs": costs.get("exit_costs"), "em_iters": e.em_iters,

@@ -71,6 +71,7 @@ def validate_gater(g) -> None:
            "gater.lr, batch_size, epochs and ce_scale must be positive")
     _check(g.gater_size >= 8, f"gater.gater_size must be >= 8, got {g.gater_size}")
     _check(g.eval_route in ("argmax", "sampled"), "gater.eval_route must be argmax or sampled")
+    _check(g.precision in ("fp32", "bf16"), "gater.precision must be fp32 or bf16")
 
 
 def validate_exits(e) -> None:

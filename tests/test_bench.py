@@ -40,6 +40,7 @@ def test_sections_and_markdown(bench):
         assert s["cached_vs_algorithm1"][shape]["warmup_loss"]["match"]
         assert s["cached_vs_algorithm1"][shape]["flop_ratio"] > 1
         assert s["cached_vs_algorithm1"][shape]["trunk_only_bound"] > 0
+        assert s["cached_vs_algorithm1"][shape]["bf16"]["warmup_loss"]["match"]
     assert s["orchestration"]["failed"] == 0
     assert s["store_sharing"]["copy_control_uss_added_fraction"] > 0.5   # it sees a copy
     assert s["routed_inference"]["available"] in (True, False)

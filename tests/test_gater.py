@@ -61,7 +61,8 @@ def _expert_input(i, images_u8):
     return images_u8.permute(0, 3, 1, 2).float() / 255.0
 
 
-def test_cached_and_algorithm1_trainers_agree():
+@pytest.mark.parametrize("precision", G.PRECISIONS)
+def test_cached_and_algorithm1_trainers_agree(precision):
     rng = np.random.default_rng(0)
     images = torch.as_tensor(rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8))
     gin = torch.as_tensor(rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8))
@@ -80,15 +81,38 @@ def test_cached_and_algorithm1_trainers_agree():
         for _ in range(2):
             if algo == "cached":
                 m = G.train_epoch(gater, opt, G.GaterData(gin, cached, labels), costs=costs,
-                                  lam=0.8, tau=1.0, batch_size=8, generator=gen)
+                                  lam=0.8, tau=1.0, batch_size=8, generator=gen,
+                                  precision=precision)
             else:
                 m = G.train_epoch_algorithm1(gater, opt, experts, images=images, gater_input=gin,
                                              labels=labels, costs=costs, lam=0.8, tau=1.0,
                                              expert_input=_expert_input, batch_size=8,
-                                             generator=gen)
+                                             generator=gen, precision=precision)
             run.append(m["loss"])
         losses.append(run)
     assert np.allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(losses).all()
+
+
+def test_bf16_training_moves_the_gater_like_fp32():
+    """gater.precision bf16 is an approximation of the fp32 step, not another algorithm: one
+    epoch from the same state ends at nearly the same loss and routing logits."""
+    rng = np.random.default_rng(1)
+    gin = torch.as_tensor(rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8))
+    data = G.GaterData(gin, torch.as_tensor(rng.normal(size=(64, 3, 4)).astype(np.float32)),
+                       torch.as_tensor(rng.integers(0, 4, 64)))
+    out = {}
+    for precision in G.PRECISIONS:
+        torch.manual_seed(0)
+        gater = G.Gater(3, embed_dim=16)
+        opt = torch.optim.Adam(gater.parameters(), lr=1e-3)
+        m = G.train_epoch(gater, opt, data, costs=torch.tensor([1.0, 4.0, 2.5]), lam=0.8,
+                          tau=1.0, batch_size=16, generator=torch.Generator().manual_seed(5),
+                          precision=precision)
+        with torch.no_grad():
+            out[precision] = (m["loss"], gater.eval()(G.to_float_nchw(gin)))
+    assert out["bf16"][0] == pytest.approx(out["fp32"][0], rel=2e-2)
+    assert torch.allclose(out["bf16"][1], out["fp32"][1], atol=5e-2)
 
 
 def test_evaluate_costs_include_gater():

@@ -113,10 +113,19 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
     return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _step(gater, opt, x, logits_fn, labels, *, costs, lam, tau, ce_scale, generator):
+PRECISIONS = ("fp32", "bf16")
+
+
+def _step(gater, opt, x, logits_fn, labels, *, costs, lam, tau, ce_scale, generator,
+          precision="fp32"):
     """One optimiser step. Returns the detached (L, L_class, L_lat) as a device tensor [3]:
-    no .item() here, so a GPU step never waits for the host (checked once per epoch)."""
-    z, y_soft = gumbel_softmax_st(gater(x), tau=tau, generator=generator)
+    no .item() here, so a GPU step never waits for the host (checked once per epoch).
+
+    precision "bf16": the gater's forward (and so its backward) runs under bfloat16 autocast
+    (tensor cores on GPU, AMX on recent Xeons); weights, Adam and the loss stay float32."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        routing_logits = gater(x)                                             # [B,E]
+    z, y_soft = gumbel_softmax_st(routing_logits.float(), tau=tau, generator=generator)
     loss, l_class, l_lat = composite_loss(z=z, y_soft=y_soft, expert_logits=logits_fn(),
                                           labels=labels, costs=costs, lam=lam, ce_scale=ce_scale)
     opt.zero_grad(set_to_none=True)
@@ -138,7 +147,7 @@ def _mean_metrics(rows: list[torch.Tensor], *, lam, tau) -> dict:
 
 
 def train_epoch(gater, opt, data: GaterData, *, costs, lam, tau, batch_size=32, ce_scale=3.0,
-                generator: torch.Generator) -> dict:
+                generator: torch.Generator, precision: str = "fp32") -> dict:
     """One epoch on cached expert logits. Returns mean loss terms."""
     gater.train()
     rows = []
@@ -146,13 +155,14 @@ def train_epoch(gater, opt, data: GaterData, *, costs, lam, tau, batch_size=32, 
         idx_d = idx.to(data.labels.device)
         x = to_float_nchw(data.gater_input[idx_d])
         rows.append(_step(gater, opt, x, lambda: data.expert_logits[idx_d], data.labels[idx_d],
-                          costs=costs, lam=lam, tau=tau, ce_scale=ce_scale, generator=generator))
+                          costs=costs, lam=lam, tau=tau, ce_scale=ce_scale, generator=generator,
+                          precision=precision))
     return _mean_metrics(rows, lam=lam, tau=tau)
 
 
 def train_epoch_algorithm1(gater, opt, experts, *, images, gater_input, labels, costs, lam, tau,
                            expert_input, batch_size=32, ce_scale=3.0,
-                           generator: torch.Generator) -> dict:
+                           generator: torch.Generator, precision: str = "fp32") -> dict:
     """Algorithm 1 verbatim: each batch runs every frozen expert (eval, no grad) on its images.
 
     images uint8 [N,S,S,3] (expert resolution source), gater_input uint8 [N,g,g,3];
@@ -167,7 +177,7 @@ def train_epoch_algorithm1(gater, opt, experts, *, images, gater_input, labels, 
                                     for i, e in enumerate(experts)], dim=1)  # [B,E,C]
         x = to_float_nchw(gater_input[idx])
         rows.append(_step(gater, opt, x, logits_fn, labels[idx], costs=costs, lam=lam, tau=tau,
-                          ce_scale=ce_scale, generator=generator))
+                          ce_scale=ce_scale, generator=generator, precision=precision))
     return _mean_metrics(rows, lam=lam, tau=tau)
 
 
