@@ -8,6 +8,7 @@ reason (no retry: the seed would fail again).
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -30,8 +31,10 @@ def _report(metrics: dict, state: dict, arrays: dict | None = None) -> None:
     storage during the call, so the local copy is removed right after (no /tmp build-up)."""
     with tempfile.TemporaryDirectory(prefix="ckpt-") as d:
         torch.save(state, os.path.join(d, "state.pt"))
-        if arrays is not None:
+        if arrays is not None:      # the final checkpoint: decisions + the metrics reported
             np.savez(os.path.join(d, "decisions.npz"), **arrays)
+            with open(os.path.join(d, "metrics.json"), "w") as f:
+                json.dump(metrics, f)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 

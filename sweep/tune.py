@@ -5,6 +5,7 @@ is put in the object store ONCE by `tune.with_parameters` and every trial reads 
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -74,13 +75,24 @@ def _finished(ckpt) -> bool:
         return os.path.exists(os.path.join(d, "decisions.npz"))
 
 
+def _final_metrics(ckpt) -> dict:
+    """The metrics a finished trial reported with its final checkpoint ({} if none kept)."""
+    with ckpt.as_directory() as d:
+        p = os.path.join(d, "metrics.json")
+        if not os.path.exists(p):
+            return {}
+        with open(p) as f:
+            return json.load(f)
+
+
 def router_trial(config: dict, store: dict) -> None:
     """sweep.trials.router_trial, except for a trial restored from its final checkpoint (it
-    finished, but its node or the driver died before Tune recorded that): it reports done
-    instead of training again (the EM state in that checkpoint cannot restart a round)."""
+    finished, but its node or the driver died before Tune recorded that): it reports its final
+    metrics again instead of training again (the EM state there cannot restart a round)."""
     ckpt = tune.get_checkpoint()
     if ckpt is not None and _finished(ckpt):
-        return tune.report({"status": "ok", "finished_before_restore": 1})
+        return tune.report({**_final_metrics(ckpt), "status": "ok",
+                            "finished_before_restore": 1})
     return _router_trial(config, store)
 
 

@@ -41,6 +41,36 @@ def test_nan_trial_reports_failed_with_reason(monkeypatch):
     assert reports[-1]["status"] == "failed" and "non-finite" in reports[-1]["error"]
 
 
+def test_trial_restored_from_its_final_checkpoint_reports_its_metrics_again(monkeypatch):
+    """A trial that finished before Tune recorded it (driver or node died) is restored from
+    its final checkpoint: it re-reports that checkpoint's metrics and does not train again."""
+    import sweep.tune as TT
+    import sweep.trials as T
+    reports, ckpts = [], []
+
+    def fake_report(m, checkpoint=None):
+        reports.append(m)
+        if checkpoint is not None:       # keep a copy: _report removes its directory
+            ckpts.append(TT.tune.Checkpoint.from_directory(checkpoint.to_directory()))
+    monkeypatch.setattr(T.tune, "report", fake_report)
+    monkeypatch.setattr(T.tune, "get_checkpoint", lambda: None)
+    n = 40
+    split = {"gater_input": np.zeros((n, 16, 16, 3), np.uint8), "label": np.zeros(n, np.int64),
+             "expert_logits": np.random.default_rng(0).normal(size=(n, 2, 3)).astype(np.float32)}
+    settings = {"expert_ms": [1.0, 2.0], "gater_ms": 0.1, "embed_dim": 8, "lr": 1e-3,
+                "epochs": 1, "batch_size": 8, "ce_scale": 3.0, "eval_route": "argmax"}
+    config = {"point": {"family": "experts", "lam": 0.5, "tau": 1.0, "seed": 0},
+              "settings": {"experts": settings}}
+    T.router_trial(config, {"train": split, "val": split, "test": split})
+    final = reports[-1]
+    monkeypatch.setattr(TT.tune, "get_checkpoint", lambda: ckpts[-1])
+    monkeypatch.setattr(TT, "_router_trial", lambda *a: pytest.fail("trained again"))
+    TT.router_trial(config, {})
+    again = reports[-1]
+    assert again["finished_before_restore"] == 1
+    assert {k: again[k] for k in final} == final and "train_time_s" in again
+
+
 def test_failed_trial_keeps_its_row():
     t = results.Tables(severity={"test": np.zeros(2, np.int8)}, sample_id=np.arange(2),
                        label=np.zeros(2, np.int64))
