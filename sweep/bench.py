@@ -267,6 +267,9 @@ def main(argv=None) -> int:
 
 def _write(result: dict, out: str, log) -> int:
     from sweep.results import write_atomic, write_json
+    for k, v in (result["sections"].get("routed_inference") or {}).items():
+        if k.endswith("_error"):  # a failed part of section 5 (graphs, packing): exit 1 too
+            result["errors"][f"routed_inference.{k.removesuffix('_error')}"] = v
     result.update(headline(result["sections"]))
     write_json(out, result)
     md = markdown(result)

@@ -176,7 +176,12 @@ def run(profile: str, *, device: str, smoke: bool, log=print) -> dict:
         out["note"] = ("no CUDA device here: GPU packing and CUDA graphs not measured; the "
                        "batch-1 and routed numbers above are this CPU's")
         return out
-    out["cuda_graphs"] = routed_inference(profile, device=device, n=n, repeats=repeats,
-                                          graphs=True, log=log)
-    out["packing"] = packing(smoke=smoke, device=device, log=log)
+    for key, fn in (("cuda_graphs", lambda: routed_inference(
+            profile, device=device, n=n, repeats=repeats, graphs=True, log=log)),
+                    ("packing", lambda: packing(smoke=smoke, device=device, log=log))):
+        try:                      # one failing part (e.g. a graph capture) keeps the other
+            out[key] = fn()
+        except Exception as e:    # noqa: BLE001 -- recorded in the JSON, the bench goes on
+            out[f"{key}_error"] = f"{type(e).__name__}: {e}"
+            log(f"[bench] {key} failed: {out[f'{key}_error']}")
     return out
