@@ -40,6 +40,16 @@ def _add_threshold_method(tables, *, meta, routes: dict, costs: dict, correct: d
                        target_names=names)
 
 
+def _trial_meta(tables, t, *, base, method) -> dict | None:
+    """A trial's row metadata; a failed trial gets its failed row here and None back."""
+    meta = {**base, "method": method, "trial_id": t["trial_id"], "seed": t["seed"],
+            "lam": t["lam"], "tau": t["tau"]}
+    if t["status"] != "ok":
+        tables.add_failed(meta={**meta, "error": t["error"]})
+        return None
+    return meta
+
+
 def expert_family(tables, store, *, trials, expert_ms, gater_ms, cfg) -> None:
     names, seed0 = store["meta"]["experts"], cfg.data.seed
     ms = np.asarray(expert_ms, float)
@@ -51,10 +61,7 @@ def expert_family(tables, store, *, trials, expert_ms, gater_ms, cfg) -> None:
                    target=np.full(n_test, e), correct=correct["test"][:, e],
                    cost=np.full(n_test, ms[e]), target_names=names)
     for t in trials:
-        meta = {**base, "method": "gater", "trial_id": t["trial_id"], "seed": t["seed"],
-                "lam": t["lam"], "tau": t["tau"]}
-        if t["status"] != "ok":
-            tables.add_failed(meta={**meta, "error": t["error"]})
+        if (meta := _trial_meta(tables, t, base=base, method="gater")) is None:
             continue
         for split in ("val", "test"):
             r = t["decisions"][f"{split}_target"].astype(np.int64)
@@ -125,10 +132,7 @@ def _em_router(tables, trials, *, base, c, correct, names, thresholds) -> None:
         acc, cost = np.mean([a for a, _ in curves], 0), np.mean([b for _, b in curves], 0)
         keep[key] = B.pareto_on_val(val_acc=acc, val_cost=cost)
     for t in trials:
-        meta = {**base, "method": "em_router", "trial_id": t["trial_id"], "seed": t["seed"],
-                "lam": t["lam"], "tau": t["tau"]}
-        if t["status"] != "ok":
-            tables.add_failed(meta={**meta, "error": t["error"]})
+        if (meta := _trial_meta(tables, t, base=base, method="em_router")) is None:
             continue
         r = routes[id(t)]
         _add_threshold_method(tables, meta=meta, routes=r, costs={s: c[r[s]] for s in r},

@@ -69,15 +69,12 @@ def trial_name(trial) -> str:
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 
 
-def _finished(ckpt) -> bool:
-    """Only a trial's LAST checkpoint holds decisions.npz."""
+def _final_metrics(ckpt) -> dict | None:
+    """The metrics a trial reported with its final checkpoint (only the LAST one holds
+    decisions.npz); None if `ckpt` is not final."""
     with ckpt.as_directory() as d:
-        return os.path.exists(os.path.join(d, "decisions.npz"))
-
-
-def _final_metrics(ckpt) -> dict:
-    """The metrics a finished trial reported with its final checkpoint ({} if none kept)."""
-    with ckpt.as_directory() as d:
+        if not os.path.exists(os.path.join(d, "decisions.npz")):
+            return None
         p = os.path.join(d, "metrics.json")
         if not os.path.exists(p):
             return {}
@@ -90,9 +87,9 @@ def router_trial(config: dict, store: dict) -> None:
     finished, but its node or the driver died before Tune recorded that): it reports its final
     metrics again instead of training again (the EM state there cannot restart a round)."""
     ckpt = tune.get_checkpoint()
-    if ckpt is not None and _finished(ckpt):
-        return tune.report({**_final_metrics(ckpt), "status": "ok",
-                            "finished_before_restore": 1})
+    final = _final_metrics(ckpt) if ckpt is not None else None
+    if final is not None:
+        return tune.report({**final, "status": "ok", "finished_before_restore": 1})
     return _router_trial(config, store)
 
 

@@ -103,6 +103,13 @@ def _pick(names, choice_idx, correct, costs):
     return target, corr, cost
 
 
+def _single_models(w, method, names, correct, costs, n, common):
+    """One fixed route per model (every expert / every exit alone)."""
+    for name in names:
+        t, c, k = _pick(names, np.full(n, names.index(name)), correct, costs)
+        w.add(method=method, variant=name, target=t, correct=c, cost=k, **common)
+
+
 def _oracle(names, correct, costs, n):
     """Cheapest correct model per sample, else the most expensive one."""
     idx = np.full(n, len(names) - 1)
@@ -116,9 +123,7 @@ def _experts_family(w, rng, s, n_val, rng_val):
     sample_id, sev, labels, u = s
     correct = _correct(rng, u, sev, EXPERT_ACC)
     common = dict(family="experts", split="test", sev=sev, sample_id=sample_id, labels=labels)
-    for name in names:
-        t, c, k = _pick(names, np.full(len(u), names.index(name)), correct, EXPERTS)
-        w.add(method="expert", variant=name, target=t, correct=c, cost=k, **common)
+    _single_models(w, "expert", names, correct, EXPERTS, len(u), common)
     sev_scale = {"clean": 1.0, "mild": 0.9, "moderate": 0.3, "severe": 0.1}
     for lam in GATER_LAMS:
         for tau in GATER_TAUS:
@@ -175,9 +180,7 @@ def _exits_family(w, rng, s, n_val, rng_val):
     sample_id, sev, labels, u = s
     correct = _correct(rng, u, sev, EXIT_ACC)
     common = dict(family="exits", split="test", sev=sev, sample_id=sample_id, labels=labels)
-    for name in names:
-        t, c, k = _pick(names, np.full(len(u), names.index(name)), correct, EXITS)
-        w.add(method="exit", variant=name, target=t, correct=c, cost=k, **common)
+    _single_models(w, "exit", names, correct, EXITS, len(u), common)
     for lam in EM_LAMS:
         for seed in SEEDS:
             trial = f"em_router_lam{lam:g}_tau1_s{seed}"

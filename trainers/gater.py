@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +49,11 @@ class Gater(nn.Module):
         return self.head(h)
 
 
+@functools.lru_cache(maxsize=1)
 def pretrained_trunk_state() -> dict[str, np.ndarray]:
     """ImageNet SqueezeNet 1.1 features[:5] weights (torch hub cache, else a download) as
-    numpy arrays: loaded once by the driver and shipped to every trial with the store."""
+    numpy arrays: loaded once by the driver (preflight checks, the store ships the same
+    arrays to every trial)."""
     from sweep.errors import UserError
     from trainers.experts import ExpertSpec, build_expert
     spec = ExpertSpec(name="gater trunk", arch="torchvision:squeezenet1_1", pretrained=True)
