@@ -94,6 +94,7 @@ def _columns(x: dict) -> dict:
 def build_store(cfg, splits, *, device: str, log=print) -> tuple[dict, dict]:
     """-> (store, info) where info says per part whether it came from the cache."""
     expanded, parts, info = None, [], {}
+    ncls = splits["train"].num_classes        # every model's head: the dataset's class list
     for part, enabled in (("experts", cfg.gater.enabled), ("exits", cfg.exits.enabled)):
         if not enabled:
             continue
@@ -103,7 +104,7 @@ def build_store(cfg, splits, *, device: str, log=print) -> tuple[dict, dict]:
             expanded = expanded if expanded is not None else expand_all(cfg, splits)
             log(f"[features] building '{part}' part -> {path}")
             builder = _build_experts if part == "experts" else _build_exits
-            arrays, meta = builder(cfg, expanded, device=device)
+            arrays, meta = builder(cfg, expanded, ncls=ncls, device=device)
             store_io.save_part(path, arrays, meta)
         else:
             log(f"[features] cache hit for '{part}': {path}")
@@ -129,12 +130,11 @@ def _per_severity_accuracy(correct: np.ndarray, severity: np.ndarray) -> dict:
     return out
 
 
-def _build_experts(cfg, expanded, *, device):
+def _build_experts(cfg, expanded, *, ncls: int, device):
     from trainers import experts as zoo
     from trainers.cost import count_flops, measure_latency_ms
     from trainers.gater import Gater
     specs = [zoo.spec_from_dict(d) for d in resolved_expert_dicts(cfg)]
-    ncls = int(expanded["train"]["label"].max()) + 1
     arrays = {s: {**_columns(x), "expert_logits": [],
                   "gater_input": resize_uint8(x["images"], cfg.gater.gater_size)}
               for s, x in expanded.items()}
@@ -177,10 +177,9 @@ def _build_experts(cfg, expanded, *, device):
     return arrays, meta
 
 
-def _build_exits(cfg, expanded, *, device):
+def _build_exits(cfg, expanded, *, ncls: int, device):
     from trainers import multiexit as mx
     e, tr = cfg.exits, expanded["train"]
-    ncls = int(tr["label"].max()) + 1
     size = e.input_size or cfg.data.image_size
     stem = e.stem if e.stem != "auto" else ("cifar" if size <= 64 else "imagenet")
     expanded = {s: {**x, "images": resize_uint8(x["images"], size)} for s, x in expanded.items()}
