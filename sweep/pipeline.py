@@ -5,11 +5,9 @@ costs, the dataset, every trial's status and the phase timings.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import platform
-import shutil
 import time
 
 import numpy as np
@@ -126,7 +124,10 @@ def load_data(cfg):
 
 def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report=True,
                  features_on: str = "auto") -> dict:
-    from sweep import remote, storage
+    """One run into OUT (see sweep/outdir.py: an existing run is replaced only once the new
+    one is complete). -> the manifest."""
+    from sweep import outdir, remote, storage
+    outdir.check_out(out, overwrite)          # before any compute (run.py checks it too)
     t, created = {}, dt.datetime.now().isoformat(timespec="seconds")
     plan = storage.plan_for(cfg.sweep.storage_path, out)
     check_local_capacity(cfg, address)
@@ -143,51 +144,77 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
     t["features_s"] = time.perf_counter() - t0
     if not on_cluster:        # a local Ray: after the features (checked against this machine)
         t["ray_init_s"] = start_ray(cfg, address)
-    if overwrite and os.path.isdir(out):     # only now: bad data or checkpoints lose nothing
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
     costs = resolve_costs(cfg, store)
-    d = cfg.data
-    manifest = {"routesweep_version": "0.1.0", "status": "running", "created": created,
-                "config_name": cfg.name, "config": to_dict(cfg), "versions": versions(),
-                "hardware": hardware(device), "costs": cost_manifest(cfg, store, costs),
-                "dataset": {**data_info, "severities": list(d.severities),
-                            "corruption_levels": corruption_levels(cfg),
-                            "samples": {k: int(len(store[k]["label"])) for k in
-                                        ("train", "val", "test")}},
-                "feature_store": cache_info, "timings": t,
-                "storage": {**dataclasses.asdict(plan), "experiment": plan.experiment}}
-    results.write_json(os.path.join(out, "manifest.json"), manifest)
-    storage.publish_results(out, plan)
-    trials = _sweep(cfg, store, costs, plan=plan, timings=t)
-    return finish(cfg, out=out, store=store, costs=costs, trials=trials, manifest=manifest,
-                  plan=plan, report=report)
+    work, made = outdir.begin(out, overwrite)   # only now: bad data or checkpoints lose nothing
+    with outdir.unfinished(work, out, created=made):
+        run_plan = storage.relocated(plan, work)
+        d = cfg.data
+        manifest = {"routesweep_version": "0.1.0", "status": "running", "created": created,
+                    "config_name": cfg.name, "config": to_dict(cfg), "versions": versions(),
+                    "hardware": hardware(device), "costs": cost_manifest(cfg, store, costs),
+                    "dataset": {**data_info, "severities": list(d.severities),
+                                "corruption_levels": corruption_levels(cfg),
+                                "samples": {k: int(len(store[k]["label"])) for k in
+                                            ("train", "val", "test")}},
+                    "feature_store": cache_info, "timings": t,
+                    "storage": storage.describe(run_plan)}
+        if work != out:
+            manifest["replaces"] = os.path.abspath(out)
+        results.write_json(os.path.join(work, "manifest.json"), manifest)
+        storage.publish_results(work, run_plan)
+        trials = _sweep(cfg, store, costs, plan=run_plan, timings=t, out=work)
+        manifest = finish(cfg, out=work, dest=out, store=store, costs=costs, trials=trials,
+                          manifest=manifest, plan=run_plan, report=report)
+    return manifest
 
 
-def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True) -> dict:
-    """Trials + baselines -> Parquet tables, manifest (status, trials), report, shared copy."""
-    from sweep import storage
+def expected_trials(cfg, trials: list[dict]) -> list[dict]:
+    """TRIALS plus a failed entry for every grid point Tune returned no trial for: a missing
+    trial is a failed row in the tables, never a silently missing one."""
+    from sweep.tune import grid_points
+    key = lambda x: (x["family"], x["lam"], x["tau"], x["seed"])
+    have = {key(x) for x in trials}
+    missing = [{**p, "trial_id": None, "status": "failed", "metrics": {}, "decisions": None,
+                "restored": False, "error": "no result from Tune for this grid point"}
+               for p in grid_points(cfg) if key(p) not in have]
+    return trials + missing
+
+
+def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True, dest=None) -> dict:
+    """Trials + baselines -> Parquet tables, manifest (status, trials), report in OUT; then OUT
+    replaces DEST (when it is another directory) and the shared copy is updated.
+
+    status: "complete" when every grid point's trial succeeded, else "partial" (its failed
+    rows say why); `python -m sweep.run` exits 3 on "partial"."""
+    from sweep import outdir, storage
+    dest = dest or out
     t = manifest["timings"]
     t0 = time.perf_counter()
+    trials = expected_trials(cfg, trials)
     points, routes, decisions = tables(cfg, store, costs, trials)
     results.write_tables(out, points, routes, decisions)
     failed = [x for x in trials if x["status"] != "ok"]
+    manifest.pop("replaces", None)
     manifest.update(status="complete" if not failed else "partial",
                     finished=dt.datetime.now().isoformat(timespec="seconds"),
+                    storage=storage.describe(storage.relocated(plan, dest)),
                     trials=[{k: x[k] for k in ("trial_id", "family", "lam", "tau", "seed",
                                                "status", "error", "restored")} |
                             {"method": "gater" if x["family"] == "experts" else "em_router",
                              "train_time_s": x["metrics"].get("train_time_s")}
                             for x in trials])
     t["tables_s"] = time.perf_counter() - t0
+    manifest_path = os.path.join(out, "manifest.json")
+    results.write_json(manifest_path, manifest)        # the report shows the final status
     if report:
         t0 = time.perf_counter()
         _report(out)
         t["report_s"] = time.perf_counter() - t0
-    results.write_json(os.path.join(out, "manifest.json"), manifest)
-    storage.publish_results(out, plan)
+        results.write_json(manifest_path, manifest)
+    outdir.swap(out, dest)
+    storage.publish_results(dest, storage.relocated(plan, dest))
     from sweep.summary import print_summary
-    print_summary(out, points, routes, store["meta"], manifest)
+    print_summary(dest, points, routes, store["meta"], manifest)
     return manifest
 
 
@@ -215,14 +242,34 @@ def shared_store(store: dict, cfg) -> dict:
     return shared
 
 
-def _sweep(cfg, store, costs, *, plan, timings) -> list[dict]:
+def _sweep(cfg, store, costs, *, plan, timings, out) -> list[dict]:
+    from sweep import trust
     from sweep import tune as T
     t0 = time.perf_counter()
+    ledger = trust.Ledger(out, mirror=plan.results)
     tuner = T.make_tuner(cfg, shared_store(store, cfg), T.trial_settings(cfg, costs),
-                         storage_path=plan.tune_storage, name=plan.name)
-    trials = T.collect(tuner.fit())
+                         storage_path=plan.tune_storage, name=plan.name,
+                         callbacks=[trust.Recorder()])
+    ledger.record_stored(plan.experiment, names=(trust.TUNER,))     # Tuner() just wrote it
+    trials = T.collect(fit(tuner, ledger))
     timings["sweep_s"] = time.perf_counter() - t0
     return trials
+
+
+def fit(tuner, ledger):
+    """Tuner.fit with the experiment's sha256 list kept current (sweep/trust.py) -> its grid.
+
+    On Ctrl-C Tune stops the trials, saves its state and returns normally: a sweep that
+    returns with unfinished trials raises KeyboardInterrupt, so it is never taken for a
+    finished one (the run stays resumable)."""
+    from sweep import trust
+    with trust.recording(ledger):
+        grid = tuner.fit()
+    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    if unfinished:
+        raise KeyboardInterrupt(f"the sweep was stopped with {unfinished} of {len(grid)} "
+                                f"trials unfinished")
+    return grid
 
 
 def _report(out: str) -> None:

@@ -100,8 +100,10 @@ def trainable(cfg, store: dict):
                                {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial})
 
 
-def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str = "sweep"):
-    """storage_path: a directory or a URI (s3://, gs://, file://) that pyarrow can open."""
+def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str = "sweep",
+               callbacks=()):
+    """storage_path: a directory or a URI (s3://, gs://, file://) that pyarrow can open;
+    callbacks: driver-side tune.Callbacks (saved in tuner.pkl, so restored with it)."""
     sw = cfg.sweep
     return tune.Tuner(
         trainable(cfg, store),
@@ -111,6 +113,7 @@ def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str
                                     trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, verbose=sw.tune_verbose,
+            callbacks=list(callbacks),
             failure_config=tune.FailureConfig(max_failures=sw.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
 
