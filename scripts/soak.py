@@ -47,7 +47,9 @@ def parse_args(argv=None):
                    help=f"key=value for every run (default: {' '.join(SETS)})")
     p.add_argument("--workdir", help="where runs go (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep every run's directory")
-    p.add_argument("--timeout", type=float, default=900, help="seconds per run")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per killed run")
+    p.add_argument("--ref-timeout", type=float, default=7200,
+                   help="seconds for the reference run (it builds the feature store cold)")
     return p.parse_args(argv)
 
 
@@ -160,7 +162,7 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     print(f"soak: {args.n} runs in {work}; --smoke-test {' '.join(sets)}, "
           f"max_failures={args.max_failures}", flush=True)
-    ref = run_once(work, "reference", cache, sets, args.timeout)
+    ref = run_once(work, "reference", cache, sets, args.ref_timeout)
     if ref["rc"] != 0 or ref["status"] != "complete":
         print(f"soak: the reference run failed (rc {ref['rc']}, status {ref['status']}); "
               f"see {ref['out']}.log", file=sys.stderr)
