@@ -99,16 +99,18 @@ def build_store(cfg, splits, *, device: str, log=print) -> tuple[dict, dict]:
         if not enabled:
             continue
         path = os.path.join(cfg.cache_dir, part_key(part, cfg, device))
-        hit = store_io.is_complete(path)
-        if not hit:
-            expanded = expanded if expanded is not None else expand_all(cfg, splits)
-            log(f"[features] building '{part}' part -> {path}")
-            builder = _build_experts if part == "experts" else _build_exits
-            arrays, meta = builder(cfg, expanded, ncls=ncls, device=device)
-            store_io.save_part(path, arrays, meta)
-        else:
-            log(f"[features] cache hit for '{part}': {path}")
-        parts.append(store_io.load_part(path))
+        wait = lambda: log(f"[features] another run is building '{part}'; waiting for {path}")
+        with store_io.part_lock(path, on_wait=wait):     # runs sharing cache_dir build it once
+            hit = store_io.is_complete(path)
+            if not hit:
+                expanded = expanded if expanded is not None else expand_all(cfg, splits)
+                log(f"[features] building '{part}' part -> {path}")
+                builder = _build_experts if part == "experts" else _build_exits
+                arrays, meta = builder(cfg, expanded, ncls=ncls, device=device)
+                store_io.save_part(path, arrays, meta)
+            else:
+                log(f"[features] cache hit for '{part}': {path}")
+        parts.append(store_io.load_part(path))          # complete parts never change: no lock
         info[part] = {"path": os.path.abspath(path), "cache_hit": hit}
     return merge_parts(parts), info
 

@@ -176,9 +176,7 @@ def pull_part(mirror: str | None, local_path: str) -> bool:
         download_dir(remote, tmp)
         if not store_io.is_complete(tmp):
             return False
-        if os.path.exists(local_path):
-            shutil.rmtree(local_path)
-        os.replace(tmp, local_path)
+        store_io.install(tmp, local_path)     # never removes a complete part a run is reading
         return True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -26,9 +26,31 @@ def _device(settings: dict) -> str:
     return "cuda" if settings.get("gpus_per_trial", 0) > 0 and torch.cuda.is_available() else "cpu"
 
 
+_PLAIN = (int, float, bool, str, bytes, type(None))
+
+
+def not_weights_only(x, where: str = "state") -> str | None:
+    """Where `x` holds something `torch.load(weights_only=True)` refuses (numpy arrays AND numpy
+    scalars: np.float64 subclasses float, so types are compared exactly), else None."""
+    if torch.is_tensor(x) or type(x) in _PLAIN:
+        return None
+    if isinstance(x, dict):
+        return next((p for k, v in x.items() for p in (
+            not_weights_only(k, f"{where} key"), not_weights_only(v, f"{where}[{k!r}]")) if p),
+            None)
+    if isinstance(x, (list, tuple)):
+        return next((p for i, v in enumerate(x) if (p := not_weights_only(v, f"{where}[{i}]"))),
+                    None)
+    return f"{where}: {type(x).__module__}.{type(x).__name__}"
+
+
 def _report(metrics: dict, state: dict, arrays: dict | None = None) -> None:
     """tune.report with a checkpoint written to a temporary directory: Tune persists it to
-    storage during the call, so the local copy is removed right after (no /tmp build-up)."""
+    storage during the call, so the local copy is removed right after (no /tmp build-up).
+    `state` must load with weights_only=True (tensors, plain values): checked here, since a
+    checkpoint that cannot be restored only shows when a resume needs it."""
+    if (bad := not_weights_only(state)) is not None:
+        raise TypeError(f"trial checkpoint would not restore (weights_only): {bad}")
     with tempfile.TemporaryDirectory(prefix="ckpt-") as d:
         torch.save(state, os.path.join(d, "state.pt"))
         if arrays is not None:      # the final checkpoint: decisions + the metrics reported
