@@ -26,7 +26,7 @@ from sweep.data import resize_uint8
 
 CODE_FILES = ("sweep/data.py", "sweep/imagefolder.py", "sweep/corruptions.py",
               "sweep/features.py", "trainers/experts.py", "trainers/multiexit.py",
-              "trainers/gater.py", "trainers/cost.py")
+              "trainers/gater.py", "trainers/cost.py", "trainers/layout.py")
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
