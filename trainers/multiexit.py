@@ -12,7 +12,7 @@ Choices recorded here (also in `model.train_record` after training):
 * memory format: the model converts its input to `model.memory_format` (trainers/layout.py):
   channels-last (+20 % training speed at width 16 on a 1-thread AVX2 CPU), but NCHW below width
   16, where the first downsampling shortcut (1x1 conv, stride 2, `width` input channels) would
-  hit oneDNN's channels-last heap overflow (docs/onednn-avx2-channels-last.md);
+  hit oneDNN's channels-last heap overflow (trainers/layout.py);
 * backbone optimiser: SGD, momentum 0.9, Nesterov, weight decay 5e-4, per-step cosine decay
   (`optimizer='adam'` is the alternative); cross-entropy without label smoothing;
 * exit heads: standardise the pooled features (train mean/std) -> Linear -> ReLU -> Linear,
