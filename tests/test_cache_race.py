@@ -123,7 +123,8 @@ def test_two_runs_sharing_a_cache_build_each_part_once(tmp_path):
     assert len(open(log).read().split()) == 2          # experts + exits, once each (not 4)
     (pid_a, x_a, hits_a, lines_a), (pid_b, x_b, hits_b, lines_b) = got
     assert pid_a == pid_b and x_a == x_b == [pid_a] * 4    # one store, the builder's
-    assert sorted([hits_a, hits_b]) == [[False, False], [True, True]]
+    # each part built by exactly one run, which may be a different run per part (they race)
+    assert [sorted([a, b]) for a, b in zip(hits_a, hits_b)] == [[False, True]] * 2
     assert any("waiting" in line for line in lines_a + lines_b)
 
 

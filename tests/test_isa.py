@@ -1,5 +1,6 @@
 """Backbone and gater training survive oneDNN's AVX2 kernels (issue 16: a heap overflow in the
-channels-last 1x1 stride-2 backward-weights kernel, see trainers/layout.py).
+channels-last 1x1 stride-2 backward-weights kernel, see trainers/layout.py; a pure-PyTorch
+reproduction is in docs/onednn-avx2-channels-last.md).
 
 Training runs in a fresh subprocess: a corrupted heap dies by a signal there instead of taking
 pytest down, and the ISA caps only act at start-up. 1 torch thread, as a trial runs. glibc's
