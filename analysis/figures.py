@@ -77,7 +77,8 @@ def _hover(row: dict, unit: str) -> str:
 def _ci_text(row: dict, col: str, spec: str) -> str:
     lo, hi = row.get(col + "_lo"), row.get(col + "_hi")
     if lo is None or hi is None or np.isnan(lo) or np.isnan(hi):
-        return ""
+        note = row.get("ci_note")  # seed means without an interval say why
+        return f" (no interval: {esc(note)})" if isinstance(note, str) and note else ""
     return f" [{lo:{spec}}, {hi:{spec}}]"
 
 

@@ -22,6 +22,7 @@ import plotly.io as pio
 
 from analysis import figures as F
 from analysis.errors import AnalysisError
+from analysis.intervals import caption
 from analysis.io import SEVERITIES, load
 from analysis.markup import display, to_html, to_markdown, to_text
 from analysis.stats import summarise_significance
@@ -52,7 +53,8 @@ ONERROR = ("<script>window.onerror=function(m,s,l){var d=document.getElementById
            "'script-errors');if(d){var p=document.createElement('p');p.className='script-error';"
            "p.textContent=String(m)+' ('+s+':'+l+')';d.appendChild(p);d.hidden=false;}};</script>")
 NOTES = {
-    "a": "Faint markers: single seeds. Solid markers: seed means with 95% bootstrap intervals. "
+    "a": "Faint markers: single seeds. Solid markers: seed means with 95% confidence intervals "
+         "(methods below; none is drawn where the data cannot support one, the hover says why). "
          "Orange step: Pareto frontier of the seed means (oracle excluded: it reads the labels). "
          "Dotted: best accuracy reachable by randomly mixing single models within the budget.",
     "scores": "HV: hypervolume against (cost of the most expensive single model, accuracy 0), "
@@ -79,6 +81,12 @@ def _details(summary: str, body: str, *, open_=False) -> str:
 
 def _note(key: str) -> str:
     return f'<p class="note">{html.escape(NOTES[key])}</p>'
+
+
+def _intervals_note(agg: pd.DataFrame, family: str) -> str:
+    """Which interval method the family's test points got, and which have none and why."""
+    text = caption(agg[(agg["family"] == family) & (agg["split"] == "test")])
+    return f'<p class="note">{html.escape(text)}</p>' if text else ""
 
 
 class _Figures:
@@ -132,7 +140,8 @@ def _routing_html(tables: dict, family: str) -> str:
 def _family_html(tables: dict, family: str, figs: _Figures) -> str:
     agg, unit = tables["aggregate"], "ms" if family == "experts" else "compute"
     body = [_section("(a) Accuracy vs cost", figs.html(F.frontier_figure(
-        agg, tables["points"], tables["frontier"], family=family)) + _note("a"), level=3)]
+        agg, tables["points"], tables["frontier"], family=family)) + _note("a")
+        + _intervals_note(agg, family), level=3)]
     for key, kind, title in (("scores", "scores", "Frontier scores"),
                              ("frontier", "frontier", "Pareto frontier (seed means, 95% CI)"),
                              ("lift", "lift", "Lift over static mixing"),

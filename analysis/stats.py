@@ -1,10 +1,11 @@
-"""Seed aggregation with bootstrap confidence intervals, and McNemar's exact paired test.
+"""Seed aggregation with confidence intervals, and McNemar's exact paired test.
 
 * A *configuration* is one (family, method, variant, lam, tau, threshold, split, severity):
   everything but the seed. Its accuracy and cost are the means over its successful seeds, with
-  a 95% percentile-bootstrap interval of the mean (`scipy.stats.bootstrap`, seeded). Percentile,
-  not BCa: with 2-5 seeds BCa is often undefined. One seed -> interval (NaN, NaN); identical
-  values -> a zero-width interval at that value.
+  an interval from `analysis.intervals`: a t-interval whose variance adds seed-to-seed and
+  test-sample variation (seeds × paired test samples of `decisions.parquet`, Satterthwaite df),
+  or what the data supports (1 seed: test samples only; no decisions: seeds only; else none);
+  the method is in `ci_method`, a caveat or the reason for no interval in `ci_note`.
 * *McNemar's exact test* on paired correctness of two classifiers over the same samples:
   b = #(A right, B wrong), c = #(A wrong, B right); under H0 b ~ Binomial(b + c, 1/2); the
   two-sided p-value is `scipy.stats.binomtest(b, b + c, 0.5)`; p = 1 when b + c = 0.
@@ -16,26 +17,11 @@ import pandas as pd
 from scipy import stats
 
 from analysis.frontier import SINGLE_METHODS, frontier_table, reference_models
+from analysis.intervals import decision_units, seed_intervals
 
 CONFIG = ["family", "method", "variant", "lam", "tau", "threshold", "split", "severity",
           "cost_unit"]
 _ROUND = 9  # float keys (lam, tau, threshold) are grouped after rounding to this many digits
-
-
-def bootstrap_ci(values, *, confidence=0.95, n_resamples=2000, seed=0) -> tuple:
-    """(mean, lo, hi) of `values` (NaN ignored) with a percentile-bootstrap interval."""
-    x = np.asarray(values, float)
-    x = x[~np.isnan(x)]
-    if len(x) == 0:
-        return (np.nan, np.nan, np.nan)
-    mean = float(x.mean())
-    if len(x) == 1:
-        return (mean, np.nan, np.nan)
-    if np.all(x == x[0]):
-        return (mean, mean, mean)
-    res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                          method="percentile", rng=np.random.default_rng(seed))
-    return (mean, float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
 def config_key(frame: pd.DataFrame) -> pd.DataFrame:
@@ -58,22 +44,29 @@ def config_label(row) -> str:
     return " ".join(parts)
 
 
-def _aggregate_group(acc, cost, ok, seeds, pids, *, confidence: float, seed: int) -> dict:
-    a = bootstrap_ci(acc[ok], confidence=confidence, seed=seed)
-    c = bootstrap_ci(cost[ok], confidence=confidence, seed=seed)
-    return {"accuracy": a[0], "accuracy_lo": a[1], "accuracy_hi": a[2],
-            "cost": c[0], "cost_lo": c[1], "cost_hi": c[2],
-            "n_seeds": int(ok.sum()), "n_failed": int((~ok).sum()),
+def _aggregate_group(acc, cost, ok, seeds, pids, *, severity, units, confidence) -> dict:
+    seed_units = None
+    if units:  # the decisions of each successful seed; None when no seed has any
+        seed_units = [units.get((p, severity)) for p in pids[ok]]
+        seed_units = None if all(u is None for u in seed_units) else seed_units
+    n_ok = int(ok.sum())
+    return {"accuracy": acc[ok].mean() if n_ok else np.nan,
+            "cost": cost[ok].mean() if n_ok else np.nan,
+            **seed_intervals(acc[ok], cost[ok], seed_units, confidence=confidence),
+            "n_seeds": n_ok, "n_failed": int((~ok).sum()),
             "seeds": ",".join(str(s) for s in sorted(set(seeds[ok].tolist()))),
             "point_ids": list(pids[ok])}
 
 
-def aggregate_seeds(points: pd.DataFrame, *, confidence=0.95, seed=0) -> pd.DataFrame:
-    """One row per configuration (CONFIG columns): seed means of accuracy and cost with CIs.
+def aggregate_seeds(points: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
+                    confidence=0.95) -> pd.DataFrame:
+    """One row per configuration (CONFIG columns): seed means of accuracy and cost with CIs
+    (module doc; `decisions` None or empty: seeds only), ci_method and ci_note.
 
     Also n_seeds (successful), n_failed, seeds ('0,1,2'), point_ids (list), label and
     setting_id. Configurations whose seeds all failed are kept with NaN accuracy and cost.
     """
+    units = decision_units(decisions) if decisions is not None and len(decisions) else {}
     key = config_key(points)
     codes = key.groupby(CONFIG, dropna=False, sort=True).ngroup().to_numpy()
     arrays = [points["accuracy"].to_numpy(float), points["cost"].to_numpy(float),
@@ -83,7 +76,8 @@ def aggregate_seeds(points: pd.DataFrame, *, confidence=0.95, seed=0) -> pd.Data
     for code in range(codes.max() + 1 if len(codes) else 0):
         m = codes == code
         row = dict(zip(CONFIG, key.iloc[int(np.argmax(m))].tolist()))
-        row.update(_aggregate_group(*(a[m] for a in arrays), confidence=confidence, seed=seed))
+        row.update(_aggregate_group(*(a[m] for a in arrays), severity=row["severity"],
+                                    units=units, confidence=confidence))
         rows.append(row)
     return _finish_aggregate(pd.DataFrame(rows))
 

@@ -104,13 +104,13 @@ def families(agg: pd.DataFrame) -> list:
                                                                                   "exits"})
 
 
-def build_tables(data: dict, *, confidence=0.95, seed=0) -> dict:
+def build_tables(data: dict, *, confidence=0.95) -> dict:
     """Every table of the report from `analysis.load(...)`'s dict. Keys (DataFrames unless
     noted): aggregate, frontier, lift, scores, significance, failed, baselines/<family>,
     routing/<family>/<severity> (severity 'all' and each level), points (as loaded),
     manifest (dict)."""
     points, routes, decisions = data["points"], data["routes"], data["decisions"]
-    agg = aggregate_seeds(points, confidence=confidence, seed=seed)
+    agg = aggregate_seeds(points, decisions, confidence=confidence)
     shares = route_shares(points, routes)
     tables = {"aggregate": agg, "frontier": frontier_table(agg), "lift": lift_table(agg),
               "scores": scores_table(agg), "failed": failed_table(points, data["manifest"]),

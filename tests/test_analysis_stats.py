@@ -1,35 +1,12 @@
-"""Seed aggregation with bootstrap CIs, McNemar's exact test, paired tests on decisions."""
+"""Seed aggregation, McNemar's exact test, paired tests on decisions.
+
+The intervals themselves (methods, coverage) are tested in tests/test_analysis_intervals.py."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.stats import (aggregate_seeds, bootstrap_ci, config_label, mcnemar_exact,
-                            paired_test, significance_table)
-
-
-def test_bootstrap_single_value_and_empty():
-    assert bootstrap_ci([0.8])[0] == 0.8
-    assert np.isnan(bootstrap_ci([0.8])[1]) and np.isnan(bootstrap_ci([0.8])[2])
-    assert all(np.isnan(bootstrap_ci([])))
-    assert all(np.isnan(bootstrap_ci([np.nan])))
-
-
-def test_bootstrap_constant_values_zero_width():
-    assert bootstrap_ci([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
-
-
-def test_bootstrap_three_seeds_is_seeded_and_bounded():
-    mean, lo, hi = bootstrap_ci([0.80, 0.82, 0.84, np.nan])
-    assert mean == pytest.approx(0.82)
-    assert 0.80 <= lo < mean < hi <= 0.84  # percentile CI of resampled means
-    assert bootstrap_ci([0.80, 0.82, 0.84]) == (mean, lo, hi)  # same seed, same interval
-
-
-def test_bootstrap_wide_sample_close_to_normal_interval():
-    x = np.random.default_rng(0).normal(10, 2, 400)
-    mean, lo, hi = bootstrap_ci(x, n_resamples=4000)
-    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
-    assert (hi - lo) / 2 == pytest.approx(half, rel=0.1)
+from analysis.stats import (aggregate_seeds, config_label, mcnemar_exact, paired_test,
+                            significance_table, summarise_significance)
 
 
 def _points(rows):
@@ -53,9 +30,13 @@ def test_aggregate_seeds_means_failures_and_rounding():
     assert g["accuracy"] == pytest.approx(.82) and g["cost"] == pytest.approx(6.0)
     assert (g["n_seeds"], g["n_failed"], g["seeds"]) == (3, 1, "0,1,2")
     assert g["point_ids"] == ["p0", "p1", "p2"]
-    assert g["accuracy_lo"] < .82 < g["accuracy_hi"]
+    # no decisions: t over the 3 seeds, 0.82 ± t_{2,.975} * 0.02 / sqrt(3) (4.303 * 0.011547)
+    assert g["accuracy_lo"] == pytest.approx(.82 - 0.049688, abs=1e-5)
+    assert g["accuracy_hi"] == pytest.approx(.82 + 0.049688, abs=1e-5)
+    assert g["ci_method"].startswith("t, seeds only") and "test-sample" in g["ci_note"]
     e = agg.loc["expert deit_s"]
     assert e["accuracy"] == .8672 and np.isnan(e["accuracy_lo"]) and e["n_seeds"] == 1
+    assert (e["ci_method"], e["ci_note"]) == ("none", "1 seed and no per-sample decisions")
 
 
 def test_aggregate_seeds_all_failed_kept_with_nan():
@@ -63,6 +44,7 @@ def test_aggregate_seeds_all_failed_kept_with_nan():
                         cost=np.nan, status="failed")])
     row = aggregate_seeds(pts).iloc[0]
     assert np.isnan(row["accuracy"]) and row["n_seeds"] == 0 and row["n_failed"] == 1
+    assert np.isnan(row["accuracy_lo"]) and row["ci_note"] == "no successful seed"
 
 
 def test_aggregate_seeds_separates_severity_split_and_threshold():
@@ -130,9 +112,9 @@ def test_significance_table_pairs_router_with_best_single():
 
 
 def test_summarise_significance_takes_the_largest_p():
-    from analysis.stats import summarise_significance
     sig = pd.DataFrame({"family": "exits", "label": "em", "reference": "exit exit4",
                         "severity": "all", "seed": [0, 1], "accuracy": [.8, .9],
                         "accuracy_ref": [.85, .85], "pvalue": [.01, .2]})
     row = summarise_significance(sig).iloc[0]
     assert (row["seeds"], row["p_max"]) == (2, .2) and row["accuracy"] == pytest.approx(.85)
+
