@@ -119,7 +119,8 @@ def significance_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
         "ref": [fmt_num(v, d, scale=s) for v in frame["accuracy_ref"]],
         "only router ✓": [str(v) for v in frame["b"]],
         "only ref ✓": [str(v) for v in frame["c"]],
-        "p (McNemar)": [f"{v:.3g}" for v in frame["pvalue"]]})
+        "p (McNemar)": [f"{v:.3g}" for v in frame["pvalue"]],
+        "q (BH)": [f"{v:.3g}" for v in frame["qvalue"]]})
 
 
 def significance_summary_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
@@ -129,7 +130,8 @@ def significance_summary_display(frame: pd.DataFrame, units: dict) -> pd.DataFra
         "Severity": list(frame["severity"]), "seeds": [str(v) for v in frame["seeds"]],
         units["acc"]: [fmt_num(v, d, scale=s) for v in frame["accuracy"]],
         "ref": [fmt_num(v, d, scale=s) for v in frame["accuracy_ref"]],
-        "max p over seeds": [f"{v:.3g}" for v in frame["p_max"]]})
+        "max p over seeds": [f"{v:.3g}" for v in frame["p_max"]],
+        "q (BH)": [f"{v:.3g}" for v in frame["q"]]})
 
 
 def failed_display(frame: pd.DataFrame, units: dict | None = None) -> pd.DataFrame:

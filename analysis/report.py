@@ -65,7 +65,10 @@ NOTES = {
     "lift": "Lift = accuracy minus the static-mixing accuracy at the same cost (below the "
             "cheapest single model: that model's accuracy).",
     "significance": "McNemar's exact test against the most accurate single model on the same "
-                    "test samples, seed by seed; b/c: samples only one of the two gets right.",
+                    "test samples, seed by seed; b/c: samples only one of the two gets right. "
+                    "q: Benjamini–Hochberg adjusted p-value over all tests of the table (whole "
+                    "test set, or the severity levels together); q ≤ 0.05 keeps the expected "
+                    "share of false discoveries ≤ 5%.",
 }
 
 

@@ -9,6 +9,9 @@
 * *McNemar's exact test* on paired correctness of two classifiers over the same samples:
   b = #(A right, B wrong), c = #(A wrong, B right); under H0 b ~ Binomial(b + c, 1/2); the
   two-sided p-value is `scipy.stats.binomtest(b, b + c, 0.5)`; p = 1 when b + c = 0.
+* *q-values*: Benjamini–Hochberg (`scipy.stats.false_discovery_control`) over the tests of one
+  table as the report shows it: one family, either the whole test set ('all') or the severity
+  levels together. Rejecting where q <= α keeps the expected share of false discoveries <= α.
 """
 from __future__ import annotations
 
@@ -149,7 +152,8 @@ def significance_table(agg: pd.DataFrame, points: pd.DataFrame,
     """McNemar's exact test of each configuration on the overall (severity 'all') frontier,
     single models excluded, against the family's best single model (most accurate at 'all'),
     seed by seed, on every severity and overall ('all'). A router seed is paired with the
-    single model's run of the same seed when there is one, else its lowest seed."""
+    single model's run of the same seed when there is one, else its lowest seed. Column
+    `qvalue`: Benjamini–Hochberg of `pvalue` per table (module doc)."""
     if decisions.empty:
         return pd.DataFrame()
     seed_of = dict(zip(points["point_id"], points["seed"]))
@@ -162,7 +166,7 @@ def significance_table(agg: pd.DataFrame, points: pd.DataFrame,
         ref = reference_models(agg, family=r["family"], severity="all")
         if ref is not None:
             rows += _config_tests(r, ref, by_point, seed_of, severities)
-    return pd.DataFrame(rows)
+    return with_qvalues(pd.DataFrame(rows), "pvalue")
 
 
 def _config_tests(config: dict, ref: dict, by_point: dict, seed_of: dict, severities) -> list:
@@ -186,12 +190,24 @@ def _severity_rank(severity: str) -> int:
 
 
 def summarise_significance(sig: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration and severity: seeds tested, mean accuracies, and the largest
-    (most conservative) p-value over its seeds."""
+    """Per configuration and severity: seeds tested, mean accuracies, the largest (most
+    conservative) p-value over its seeds, and `q`: Benjamini–Hochberg of those p_max over
+    the summary's own table (module doc)."""
     if sig.empty:
         return sig
     keys = ["family", "label", "reference", "severity"]
     out = sig.groupby(keys, sort=False).agg(
         seeds=("seed", "nunique"), accuracy=("accuracy", "mean"),
         accuracy_ref=("accuracy_ref", "mean"), p_max=("pvalue", "max"))
-    return out.reset_index()
+    return with_qvalues(out.reset_index(), "p_max", into="q")
+
+
+def with_qvalues(tests: pd.DataFrame, column: str, *, into="qvalue") -> pd.DataFrame:
+    """`tests` plus column `into`: Benjamini–Hochberg q-values of `column`, computed per
+    table: per family, the whole-test-set rows ('all') apart from the severity levels."""
+    if tests.empty:
+        return tests
+    table = tests["family"].astype(str) + "|" + (tests["severity"] == "all").astype(str)
+    q = tests.groupby(table, sort=False)[column].transform(
+        lambda p: stats.false_discovery_control(p.to_numpy(float), method="bh"))
+    return tests.assign(**{into: q.to_numpy(float)})

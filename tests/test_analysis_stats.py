@@ -1,4 +1,4 @@
-"""Seed aggregation, McNemar's exact test, paired tests on decisions.
+"""Seed aggregation, McNemar's exact test, paired tests on decisions, Benjamini–Hochberg q.
 
 The intervals themselves (methods, coverage) are tested in tests/test_analysis_intervals.py."""
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis.stats import (aggregate_seeds, config_label, mcnemar_exact, paired_test,
-                            significance_table, summarise_significance)
+                            significance_table, summarise_significance, with_qvalues)
 
 
 def _points(rows):
@@ -117,4 +117,37 @@ def test_summarise_significance_takes_the_largest_p():
                         "accuracy_ref": [.85, .85], "pvalue": [.01, .2]})
     row = summarise_significance(sig).iloc[0]
     assert (row["seeds"], row["p_max"]) == (2, .2) and row["accuracy"] == pytest.approx(.85)
+    assert row["q"] == pytest.approx(.2)  # one test in its table: q = p
 
+
+def test_qvalues_benjamini_hochberg_by_hand():
+    # m = 4; sorted p 0.01, 0.03, 0.04, 0.2 -> p * m / rank = 0.04, 0.06, 0.0533, 0.2; then the
+    # running minimum from the largest rank down: 0.04, 0.0533, 0.0533, 0.2 (input order below)
+    tests = pd.DataFrame({"family": "experts", "severity": "all",
+                          "pvalue": [0.01, 0.04, 0.03, 0.2]})
+    q = with_qvalues(tests, "pvalue")["qvalue"].tolist()
+    assert q == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.2])
+
+
+def test_qvalues_per_table_family_and_overall_apart():
+    # each (family, overall | levels) table is corrected on its own: the same p-values in the
+    # other family, or at the severity levels, do not change this table's q
+    p = [0.01, 0.04, 0.03, 0.2]
+    tests = pd.DataFrame({"family": ["experts"] * 4 + ["exits"] * 2 + ["experts"] * 2,
+                          "severity": ["all"] * 6 + ["clean", "severe"],
+                          "pvalue": p + [0.01, 0.04] + [0.01, 0.04]})
+    q = with_qvalues(tests, "pvalue")["qvalue"].tolist()
+    assert q[:4] == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.2])
+    assert q[4:6] == pytest.approx([0.02, 0.04]) and q[6:] == pytest.approx([0.02, 0.04])
+
+
+def test_significance_tables_carry_q_beside_p():
+    pts = _points([dict(method="expert", variant="sq", seed=0, accuracy=.5, cost=1.0),
+                   dict(method="gater", lam=.7, tau=1., seed=0, accuracy=.75, cost=1.5)])
+    pts["point_id"] = ["s", "r"]
+    sig = significance_table(aggregate_seeds(pts), pts, _decisions())
+    levels = sig[sig["severity"] != "all"]
+    assert levels["qvalue"].tolist() == pytest.approx(
+        with_qvalues(levels.drop(columns="qvalue"), "pvalue")["qvalue"].tolist())
+    assert (sig["qvalue"] >= sig["pvalue"]).all()
+    assert "q" in summarise_significance(sig).columns
