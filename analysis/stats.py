@@ -152,8 +152,7 @@ def significance_table(agg: pd.DataFrame, points: pd.DataFrame,
     """McNemar's exact test of each configuration on the overall (severity 'all') frontier,
     single models excluded, against the family's best single model (most accurate at 'all'),
     seed by seed, on every severity and overall ('all'). A router seed is paired with the
-    single model's run of the same seed when there is one, else its lowest seed. Column
-    `qvalue`: Benjamini–Hochberg of `pvalue` per table (module doc)."""
+    single model's run of the same seed when there is one, else its lowest seed."""
     if decisions.empty:
         return pd.DataFrame()
     seed_of = dict(zip(points["point_id"], points["seed"]))
