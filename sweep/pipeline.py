@@ -14,10 +14,11 @@ import time
 
 import numpy as np
 
-from sweep import assemble, results
+from sweep.families import rows as assemble
+from sweep.results import tables as results
 from sweep.config import to_dict
-from sweep.features import corruption_levels
-from sweep.validate import check_sizes
+from sweep.store.build import corruption_levels
+from sweep.config.validate import check_sizes
 
 
 def pick_device(name: str) -> str:
@@ -95,7 +96,7 @@ def cluster_address(cfg, address=None) -> str | None:
 
 def check_local_capacity(cfg, address=None) -> None:
     """Without a cluster address: a trial must fit this machine (checked before Ray starts)."""
-    from sweep import remote
+    from sweep.tuning import remote
     if not cluster_address(cfg, address):
         remote.check_capacity(cfg, remote.local_capacity())
 
@@ -103,8 +104,8 @@ def check_local_capacity(cfg, address=None) -> None:
 def start_ray(cfg, address=None) -> float:
     """Connect to / start Ray; a trial must fit on some node of it (else exit 2).
     -> seconds taken."""
-    from sweep import remote
-    from sweep import tune as T
+    from sweep.tuning import remote
+    from sweep.tuning import tuner as T
     check_local_capacity(cfg, address)
     t0 = time.perf_counter()
     T.init_ray(address or cfg.sweep.address)
@@ -113,7 +114,7 @@ def start_ray(cfg, address=None) -> float:
 
 
 def load_data(cfg):
-    from sweep.data import load_splits
+    from sweep.data.datasets import load_splits
     d = cfg.data
     splits, data_info = load_splits(d.name, root=d.root, image_size=d.image_size, seed=d.seed,
                                     val_fraction=d.val_fraction, test_fraction=d.test_fraction,
@@ -126,7 +127,7 @@ def load_data(cfg):
 
 def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report=True,
                  features_on: str = "auto") -> dict:
-    from sweep import remote, storage
+    from sweep.tuning import remote, storage
     t, created = {}, dt.datetime.now().isoformat(timespec="seconds")
     plan = storage.plan_for(cfg.sweep.storage_path, out)
     check_local_capacity(cfg, address)
@@ -166,7 +167,7 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
 
 def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True) -> dict:
     """Trials + baselines -> Parquet tables, manifest (status, trials), report, shared copy."""
-    from sweep import storage
+    from sweep.tuning import storage
     t = manifest["timings"]
     t0 = time.perf_counter()
     points, routes, decisions = tables(cfg, store, costs, trials)
@@ -186,7 +187,7 @@ def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True) -> di
         t["report_s"] = time.perf_counter() - t0
     results.write_json(os.path.join(out, "manifest.json"), manifest)
     storage.publish_results(out, plan)
-    from sweep.summary import print_summary
+    from analysis.summary import print_summary
     print_summary(out, points, routes, store["meta"], manifest)
     return manifest
 
@@ -216,7 +217,7 @@ def shared_store(store: dict, cfg) -> dict:
 
 
 def _sweep(cfg, store, costs, *, plan, timings) -> list[dict]:
-    from sweep import tune as T
+    from sweep.tuning import tuner as T
     t0 = time.perf_counter()
     tuner = T.make_tuner(cfg, shared_store(store, cfg), T.trial_settings(cfg, costs),
                          storage_path=plan.tune_storage, name=plan.name)

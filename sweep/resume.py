@@ -18,7 +18,8 @@ import json
 import os
 import time
 
-from sweep import storage, store_io
+from sweep.store import io as store_io
+from sweep.tuning import storage
 from sweep.errors import UserError
 
 REQUIRED = ("routesweep_version", "config", "feature_store", "storage")
@@ -91,13 +92,14 @@ def _part_path(cfg, plan, entry: dict) -> str | None:
 
 def load_store(cfg, manifest: dict, plan, *, device: str):
     """The run's feature store from the cache; rebuilt (same cache keys) if it is gone."""
-    from sweep.features import merge_parts
+    from sweep.store.build import merge_parts
     paths = [_part_path(cfg, plan, e) for e in manifest["feature_store"].values()]
     if all(paths):
         print(f"[resume] feature store from cache: {paths}")
         return merge_parts([store_io.load_part(p) for p in paths])
     print("[resume] feature store not in any cache: rebuilding it")
-    from sweep import pipeline, remote
+    from sweep import pipeline
+    from sweep.tuning import remote
     splits, _ = pipeline.load_data(cfg)
     return remote.build_features(cfg, splits, device=device, mode="auto", mirror=plan.cache)[0]
 
@@ -116,7 +118,7 @@ def _settings_costs(result_grid) -> dict | None:
 def _sweep(cfg, store, costs, plan):
     """-> (trials, costs): restored experiment, or a fresh one if Tune never saved it."""
     from sweep import pipeline
-    from sweep import tune as T
+    from sweep.tuning import tuner as T
     shared = pipeline.shared_store(store, cfg)
     tuner = T.restore_tuner(cfg, shared, plan.experiment)
     if tuner is None:

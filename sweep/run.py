@@ -90,9 +90,9 @@ def main(argv=None) -> int:
     try:
         cfg = _given_config(args)
         out = resolve_out(args)
-        from sweep.storage import check_storage
+        from sweep.tuning.storage import check_storage
         check_storage(cfg.sweep.storage_path)
-        from sweep.validate import preflight
+        from sweep.config.validate import preflight
         preflight(cfg)
     except UserError as e:
         return _fail(e)

@@ -143,7 +143,7 @@ def test_unwritable_out(tmp_path, capsys):
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
 def test_grayscale_rgba_palette_are_converted(tmp_path, mode):
-    from sweep.imagefolder import load_imagefolder
+    from sweep.data.imagefolder import load_imagefolder
     root = _folder(tmp_path / "img", mode=mode, size=10)
     tr, te, skipped = load_imagefolder(str(root), 8, False)
     assert tr.images.shape == (6, 8, 8, 3) and tr.images.dtype == np.uint8 and not skipped
@@ -152,7 +152,7 @@ def test_grayscale_rgba_palette_are_converted(tmp_path, mode):
 @pytest.mark.parametrize("skip", [False, True])
 def test_corrupt_and_truncated_images(tmp_path, skip):
     from sweep.errors import UserError
-    from sweep.imagefolder import load_imagefolder
+    from sweep.data.imagefolder import load_imagefolder
     root = _folder(tmp_path / "img", n=4, size=16)
     (root / "seg_train" / "a" / "junk.png").write_bytes(b"definitely not a png")
     good = (root / "seg_train" / "b" / "0.png").read_bytes()

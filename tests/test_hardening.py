@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sweep import results, store_io
+from sweep.results import tables as results
+from sweep.store import io as store_io
 from trainers import gater as G
 
 
@@ -27,7 +28,7 @@ def test_nan_loss_raises_not_a_silent_number():
 
 def test_nan_trial_reports_failed_with_reason(monkeypatch):
     """The trainable ends a NaN trial as status failed with the reason (no retry)."""
-    import sweep.trials as T
+    import sweep.tuning.trials as T
     reports = []
     monkeypatch.setattr(T.tune, "report", lambda m, checkpoint=None: reports.append(m))
     monkeypatch.setattr(T.tune, "get_checkpoint", lambda: None)
@@ -44,8 +45,8 @@ def test_nan_trial_reports_failed_with_reason(monkeypatch):
 def test_trial_restored_from_its_final_checkpoint_reports_its_metrics_again(monkeypatch):
     """A trial that finished before Tune recorded it (driver or node died) is restored from
     its final checkpoint: it re-reports that checkpoint's metrics and does not train again."""
-    import sweep.tune as TT
-    import sweep.trials as T
+    import sweep.tuning.tuner as TT
+    import sweep.tuning.trials as T
     reports, ckpts = [], []
 
     def fake_report(m, checkpoint=None):
@@ -137,7 +138,7 @@ def test_killed_table_writer_leaves_previous_file_intact(tmp_path):
 
 def test_checkpoints_load_without_pickle(tmp_path, monkeypatch):
     """A trial checkpoint holding a pickled object is refused, never executed."""
-    import sweep.trials as T
+    import sweep.tuning.trials as T
     marker = tmp_path / "pwned"
 
     class Evil:

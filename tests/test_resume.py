@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from sweep import remote, storage, store_io
+from sweep.store import io as store_io
+from sweep.tuning import remote, storage
 from sweep.config import load_config, to_dict
 from sweep.errors import UserError
 from sweep.run import SMOKE, main

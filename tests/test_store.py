@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from sweep import store_io
+from sweep.store import io as store_io
 from sweep.config import load_config
-from sweep.data import load_splits
-from sweep.features import build_store, part_key
+from sweep.data.datasets import load_splits
+from sweep.store.build import build_store, part_key
 
 TINY = ["experts.max_epochs=1", "experts.latency_repeats=2", "exits.epochs=1",
         "exits.head_epochs=1", "data.name=synthetic", "data.synthetic_n=60",

@@ -97,20 +97,20 @@ def _run_section(k: int, args, device: str, profile: str, log):
     if k in (2, 3) and not _has_ray():
         return {"skipped": "ray is not installed on this machine (sections 2-3 need it)"}
     if k == 1:
-        from sweep import bench_gater
+        from sweep.bench import gater as bench_gater
         return bench_gater.run(smoke=smoke, device=device, log=log)
     if k == 2:
-        from sweep import bench_ray
+        from sweep.bench import orchestration as bench_ray
         return bench_ray.orchestration("smoke" if smoke else args.grid, log=log)
     if k == 3:
-        from sweep import bench_ray
+        from sweep.bench import orchestration as bench_ray
         return bench_ray.store_sharing(store_mb=16 if smoke else args.store_mb,
                                        ns=(1, 2) if smoke else (1, 2, 4), log=log)
     if k == 4:
-        from sweep import bench_features
+        from sweep.bench import features as bench_features
         return bench_features.run(profile, device=device, smoke=smoke, run_dir=args.run_dir,
                                   log=log)
-    from sweep import bench_routed
+    from sweep.bench import routed as bench_routed
     return bench_routed.run(profile, device=device, smoke=smoke, log=log)
 
 
@@ -260,13 +260,13 @@ def main(argv=None) -> int:
             result["seconds"][SECTIONS[k]] = time.perf_counter() - t0
     finally:
         if "ray" in sys.modules:
-            from sweep.bench_ray import shutdown
+            from sweep.bench.orchestration import shutdown
             shutdown()
     return _write(result, out, log)
 
 
 def _write(result: dict, out: str, log) -> int:
-    from sweep.results import write_atomic, write_json
+    from sweep.results.tables import write_atomic, write_json
     for k, v in (result["sections"].get("routed_inference") or {}).items():
         if k.endswith("_error"):  # a failed part of section 5 (graphs, packing): exit 1 too
             result["errors"][f"routed_inference.{k.removesuffix('_error')}"] = v

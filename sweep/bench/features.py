@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from sweep.bench_gater import build_zoo, sync, synthetic_images
-from sweep.data import resize_uint8
+from sweep.bench.gater import build_zoo, sync, synthetic_images
+from sweep.data.datasets import resize_uint8
 
 # base resolution, gater input, classes per profile (as bench_gater's shapes)
 PROFILE_DATA = {"paper": (224, 96, 6), "tiny": (48, 16, 10)}
@@ -102,8 +102,8 @@ def phases_from_run(run_dir: str) -> dict:
 
 def _cached_experts_s(cfg) -> dict:
     """Seconds the default store's parts took to build (their meta.json), if they are cached."""
-    from sweep import store_io
-    from sweep.features import part_key
+    from sweep.store import io as store_io
+    from sweep.store.build import part_key
     out = {}
     for part in ("experts", "exits"):
         path = os.path.join(cfg.cache_dir, part_key(part, cfg, "cpu"))
@@ -118,8 +118,8 @@ def phases_measured(log=print) -> dict:
     """Without a run dir: time the default run's data phase (load + corrupted copies) and read
     what its cached store's parts took to build (expert training + logits, backbone + heads)."""
     from sweep.config import load_config
-    from sweep.data import load_splits
-    from sweep.features import expand_all
+    from sweep.data.datasets import load_splits
+    from sweep.store.build import expand_all
     cfg = load_config(None)
     d = cfg.data
     t0 = time.perf_counter()

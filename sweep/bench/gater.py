@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from sweep.data import resize_uint8
+from sweep.data.datasets import resize_uint8
 
 
 @dataclasses.dataclass(frozen=True)

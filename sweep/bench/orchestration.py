@@ -50,8 +50,8 @@ def store_bytes(store: dict) -> int:
 
 def default_store(cfg, log=print) -> tuple[dict, dict, dict]:
     """The default run's real store (built and cached by sweep.features as the run does)."""
-    from sweep.data import load_splits
-    from sweep.features import build_store
+    from sweep.data.datasets import load_splits
+    from sweep.store.build import build_store
     from sweep.pipeline import resolve_costs
     d = cfg.data
     splits, _ = load_splits(d.name, root=d.root, image_size=d.image_size, seed=d.seed,
@@ -65,7 +65,7 @@ def timed_trial(config: dict, store: dict) -> None:
     """router_trial, then one more report with its whole function time (wall clock)."""
     from ray import tune
 
-    from sweep.trials import router_trial
+    from sweep.tuning.trials import router_trial
     t0 = time.time()
     router_trial(config, store)
     t1 = time.time()
@@ -83,7 +83,7 @@ def noop_trial(config: dict, store: dict) -> None:
 def _trainable(fn):
     """Make sweep.tune.make_tuner build the production Tuner around `fn` instead of
     router_trial (same resources, concurrency, actor reuse, checkpoints, failure policy)."""
-    from sweep import tune as T
+    from sweep.tuning import tuner as T
     saved, T.router_trial = T.router_trial, fn
     try:
         yield
@@ -103,7 +103,7 @@ def slots(cfg) -> int:
 
 def fit_grid(cfg, store, settings, fn, *, name: str) -> tuple[float, list[dict]]:
     """-> (Tuner.fit wall s, one metrics dict per trial) for the grid of `cfg`."""
-    from sweep import tune as T
+    from sweep.tuning import tuner as T
     shared = {"meta": {}, **{k: v for k, v in store.items() if k != "meta"}}  # as pipeline
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp, _trainable(fn):
         tuner = T.make_tuner(cfg, shared, settings, storage_path=tmp, name=name)
@@ -142,7 +142,7 @@ def _busy(rows, wall: float, n_slots: int) -> dict:
 def orchestration(grid: str, *, log=print) -> dict:
     """Run the grid (`default`: the default config and its real store; `smoke`: sweep.run's
     smoke grid on a small synthetic store) for real, then the same grid of no-op trials."""
-    from sweep import tune as T
+    from sweep.tuning import tuner as T
     from sweep.config import load_config
     from sweep.run import SMOKE
     cfg = load_config(None, SMOKE if grid == "smoke" else [])
@@ -234,7 +234,7 @@ def store_sharing(*, store_mb: float, ns=(1, 2, 4), log=print) -> dict:
     """USS each trial adds by reading the store (zero-copy) vs a control that copies it."""
     import ray
 
-    from sweep import tune as T
+    from sweep.tuning import tuner as T
     T.init_ray(None)
     per_sample = store_bytes(synthetic_store(30)[0]) / 30          # bytes per train sample
     store, _ = synthetic_store(max(64, int(store_mb * 2**20 / per_sample)))

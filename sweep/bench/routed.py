@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sweep.bench_features import PROFILE_DATA
-from sweep.bench_gater import build_zoo, sync, synthetic_images
-from sweep.data import resize_uint8
+from sweep.bench.features import PROFILE_DATA
+from sweep.bench.gater import build_zoo, sync, synthetic_images
+from sweep.data.datasets import resize_uint8
 
 
 class Graphed(nn.Module):

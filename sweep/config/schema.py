@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from sweep.corruptions import SEVERITIES
+from sweep.data.corruptions import SEVERITIES
 from sweep.errors import UserError
 
 
@@ -199,7 +199,7 @@ def load_config(path: str | None = None, overrides=()) -> Config:
         except yaml.YAMLError:
             raise UserError(f"--set {key}: cannot parse value {text!r}")
         _set_path(raw, key.strip(), value)
-    from sweep.validate import validate
+    from sweep.config.validate import validate
     cfg = from_dict(Config, _merge(to_dict(Config()), raw))
     validate(cfg)
     return cfg

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from sweep.corruptions import SEVERITIES
-from sweep.data import DATASETS
+from sweep.data.corruptions import SEVERITIES
+from sweep.data.datasets import DATASETS
 from sweep.errors import UserError
 
 
@@ -45,7 +45,7 @@ def validate_experts(cfg) -> None:
     ex = cfg.experts
     _check(bool(ex.specs) or ex.profile in PROFILES,
            f"unknown expert profile '{ex.profile}'; choose one of {', '.join(PROFILES)}")
-    from sweep.features import resolved_expert_dicts
+    from sweep.store.build import resolved_expert_dicts
     specs = [spec_from_dict(d) for d in resolved_expert_dicts(cfg)]
     _check(len(specs) >= 2, "the gater needs at least two experts")
     for s in specs:
@@ -113,7 +113,7 @@ def preflight(cfg) -> None:
     if cfg.gater.trunk_pretrained:
         from trainers.gater import pretrained_trunk_state
         pretrained_trunk_state()                # cached or downloadable; raises UserError
-    from sweep.features import resolved_expert_dicts
+    from sweep.store.build import resolved_expert_dicts
     from trainers.experts import build_expert, spec_from_dict
     for d in resolved_expert_dicts(cfg):
         spec = spec_from_dict(d)

@@ -99,7 +99,7 @@ def load_splits(name: str, *, root: str | None = None, image_size: int, seed: in
     elif name == "cifar10":
         full, test = _cifar10(root or "data/cifar10", image_size, download)
     elif name == "imagefolder":
-        from sweep.imagefolder import load_imagefolder
+        from sweep.data.imagefolder import load_imagefolder
         full, test, info["skipped_files"] = load_imagefolder(root, image_size, skip_corrupt)
     else:
         raise UserError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")

@@ -61,7 +61,7 @@ def _read_split(folder: str, classes: list[str], size: int, skip_corrupt: bool):
 
 def load_imagefolder(root: str | None, size: int, skip_corrupt: bool):
     """-> (train ImageSet, test ImageSet, skipped file list)."""
-    from sweep.data import ImageSet
+    from sweep.data.datasets import ImageSet
     if not root or not os.path.isdir(root):
         raise UserError(f"data root '{root}' does not exist; set data.root to the dataset folder")
     tr_dir, te_dir = _find(root, _TRAIN_DIRS), _find(root, _TEST_DIRS)

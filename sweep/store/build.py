@@ -20,14 +20,14 @@ import time
 
 import numpy as np
 
-from sweep import store_io
-from sweep.corruptions import SEVERITIES, expand_severities, reference_levels
-from sweep.data import resize_uint8
+from sweep.store import io as store_io
+from sweep.data.corruptions import SEVERITIES, expand_severities, reference_levels
+from sweep.data.datasets import resize_uint8
 
-CODE_FILES = ("sweep/data.py", "sweep/imagefolder.py", "sweep/corruptions.py",
-              "sweep/features.py", "trainers/experts.py", "trainers/multiexit.py",
+CODE_FILES = ("sweep/data/datasets.py", "sweep/data/imagefolder.py", "sweep/data/corruptions.py",
+              "sweep/store/build.py", "trainers/experts.py", "trainers/multiexit.py",
               "trainers/gater.py", "trainers/cost.py")
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def code_version() -> str:

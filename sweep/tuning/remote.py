@@ -17,9 +17,9 @@ import os
 
 import yaml
 
-from sweep import storage
+from sweep.tuning import storage
 from sweep.errors import UserError
-from sweep.features import build_store, merge_parts, part_key
+from sweep.store.build import build_store, merge_parts, part_key
 
 BOOTSTRAP = "~/ray_bootstrap_config.yaml"
 

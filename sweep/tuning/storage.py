@@ -20,7 +20,7 @@ import uuid
 
 import pyarrow.fs as pafs
 
-from sweep import store_io
+from sweep.store import io as store_io
 from sweep.errors import UserError
 
 

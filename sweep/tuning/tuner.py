@@ -12,9 +12,9 @@ import numpy as np
 import ray
 from ray import tune
 
-from sweep.trials import router_trial as _router_trial
+from sweep.tuning.trials import router_trial as _router_trial
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def grid_points(cfg) -> list[dict]:
