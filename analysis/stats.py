@@ -99,6 +99,23 @@ def _finish_aggregate(out: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def seed_means(points: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration with a successful seed: the seed means of accuracy and cost
+    (no intervals: fast, for the terminal summary), n_seeds, label and setting_id."""
+    ok = points[points["status"] == "ok"]
+    frame = config_key(ok).assign(accuracy=ok["accuracy"].to_numpy(float),
+                                  cost=ok["cost"].to_numpy(float), n_seeds=1)
+    out = (frame.groupby(CONFIG, dropna=False, sort=True)
+           .agg(accuracy=("accuracy", "mean"), cost=("cost", "mean"), n_seeds=("n_seeds", "sum"))
+           .reset_index())
+    out = out.astype({c: object for c in CONFIG}).where(out.notna(), None)
+    for col in ("lam", "tau", "threshold", "accuracy", "cost"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    out["label"] = [config_label(r) for r in out.to_dict("records")]
+    out["setting_id"] = setting_ids(out)
+    return out
+
+
 def setting_ids(frame: pd.DataFrame) -> list:
     """A string id of each row's configuration without split and severity, for joins."""
     cols = [c for c in CONFIG if c not in ("split", "severity")]

@@ -18,9 +18,16 @@ import json
 import os
 import time
 
-from sweep.store import io as store_io
-from sweep.tuning import storage
+from sweep import families, fs, pipeline
+from sweep.config import Config, from_dict, to_dict
+from sweep.data.datasets import load_data
+from sweep.device import pick_device
 from sweep.errors import UserError
+from sweep.store import io as store_io
+from sweep.store.build import merge_parts
+from sweep.store.mirror import pull_part
+from sweep.tuning import cluster, remote, storage
+from sweep.tuning import tuner as T
 
 REQUIRED = ("routesweep_version", "config", "feature_store", "storage")
 
@@ -28,13 +35,13 @@ REQUIRED = ("routesweep_version", "config", "feature_store", "storage")
 def localize(results_dir: str) -> str:
     """A results URI (STORAGE/results/<run>, e.g. after losing the head) -> a local copy under
     results/<run>; a local directory as it is."""
-    if not storage.is_uri(results_dir):
+    if not fs.is_uri(results_dir):
         return results_dir
-    if not storage.exists(storage.join(results_dir, "manifest.json")):
+    if not fs.exists(fs.join(results_dir, "manifest.json")):
         raise UserError(f"--resume '{results_dir}' is not a routesweep run (no manifest.json)")
     local = os.path.join("results", results_dir.rstrip("/").rsplit("/", 1)[-1])
     if not os.path.isfile(os.path.join(local, "manifest.json")):
-        storage.download_dir(results_dir, local)
+        fs.download_dir(results_dir, local)
     print(f"[resume] {results_dir} -> {local}")
     return local
 
@@ -68,7 +75,6 @@ def _first_difference(a, b, path=""):
 
 def stored_config(manifest: dict, given=None):
     """The run's Config; `given` (from --config/--set) must equal it."""
-    from sweep.config import Config, from_dict, to_dict
     cfg = from_dict(Config, manifest["config"])
     if given is not None:
         diff = _first_difference(to_dict(cfg), to_dict(given))
@@ -86,44 +92,35 @@ def _part_path(cfg, plan, entry: dict) -> str | None:
     if store_io.is_complete(entry["path"]):
         return entry["path"]
     local = os.path.join(cfg.cache_dir, os.path.basename(entry["path"]))
-    storage.pull_part(plan.cache, local)
+    pull_part(plan.cache, local)
     return local if store_io.is_complete(local) else None
 
 
 def load_store(cfg, manifest: dict, plan, *, device: str):
     """The run's feature store from the cache; rebuilt (same cache keys) if it is gone."""
-    from sweep.store.build import merge_parts
     paths = [_part_path(cfg, plan, e) for e in manifest["feature_store"].values()]
     if all(paths):
         print(f"[resume] feature store from cache: {paths}")
         return merge_parts([store_io.load_part(p) for p in paths])
     print("[resume] feature store not in any cache: rebuilding it")
-    from sweep import pipeline
-    from sweep.tuning import remote
-    splits, _ = pipeline.load_data(cfg)
+    splits, _ = load_data(cfg)
     return remote.build_features(cfg, splits, device=device, mode="auto", mirror=plan.cache)[0]
 
 
 def _settings_costs(result_grid) -> dict | None:
     """The costs the trials were given (from the restored param space)."""
     for r in result_grid:
-        s = r.config.get("settings") or {}
-        costs = {"expert_ms": s.get("experts", {}).get("expert_ms"),
-                 "gater_ms": s.get("experts", {}).get("gater_ms"),
-                 "exit_costs": s.get("exits", {}).get("exit_costs")}
-        return {k: v for k, v in costs.items() if v is not None}
+        return r.config.get("costs") or None
     return None
 
 
 def _sweep(cfg, store, costs, plan):
     """-> (trials, costs): restored experiment, or a fresh one if Tune never saved it."""
-    from sweep import pipeline
-    from sweep.tuning import tuner as T
     shared = pipeline.shared_store(store, cfg)
     tuner = T.restore_tuner(cfg, shared, plan.experiment)
     if tuner is None:
         print(f"[resume] no saved Tune experiment at {plan.experiment}: starting the sweep")
-        tuner = T.make_tuner(cfg, shared, T.trial_settings(cfg, costs),
+        tuner = T.make_tuner(cfg, shared, T.trial_settings(cfg, costs), costs,
                              storage_path=plan.tune_storage, name=plan.name)
     grid = tuner.fit()
     return T.collect(grid), _settings_costs(grid) or costs
@@ -131,20 +128,19 @@ def _sweep(cfg, store, costs, plan):
 
 def resume_run(results_dir: str, *, given=None, address=None, report=True) -> dict:
     """Finish the run in RESULTS_DIR; bad input raises UserError before anything is written."""
-    from sweep import pipeline
     results_dir = localize(results_dir)
     manifest = read_manifest(results_dir)
     cfg = stored_config(manifest, given)
     plan = storage.plan_from_manifest(manifest, results_dir)
-    storage.check_storage(cfg.sweep.storage_path)
+    fs.check_storage(cfg.sweep.storage_path)
     t = manifest.setdefault("timings", {})
-    t["resume_ray_init_s"] = pipeline.start_ray(cfg, address)
-    device = pipeline.pick_device(cfg.device)
+    t["resume_ray_init_s"] = cluster.start(cfg, address)
+    device = pick_device(cfg.device)
     t0 = time.perf_counter()
     store = load_store(cfg, manifest, plan, device=device)
     t["resume_features_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    trials, costs = _sweep(cfg, store, pipeline.resolve_costs(cfg, store), plan)
+    trials, costs = _sweep(cfg, store, families.resolve_costs(cfg, store["meta"]), plan)
     t["resume_sweep_s"] = time.perf_counter() - t0
     manifest.setdefault("resumed", []).append(dt.datetime.now().isoformat(timespec="seconds"))
     return pipeline.finish(cfg, out=results_dir, store=store, costs=costs, trials=trials,

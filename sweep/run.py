@@ -14,9 +14,12 @@ import argparse
 import datetime as dt
 import os
 import sys
-import time
 
+from sweep.config import load_config, preflight
 from sweep.errors import UserError
+from sweep.fs import check_storage
+from sweep.pipeline import run_pipeline
+from sweep.resume import resume_run
 
 SMOKE = ["gater.lams=[0.5,1.0]", "gater.taus=[1.0]", "gater.seeds=[0]", "gater.epochs=1",
          "exits.lams=[0.0,2.0]", "exits.taus=[1.0]", "exits.seeds=[0]", "exits.em_iters=1",
@@ -64,7 +67,6 @@ def _fail(e: UserError) -> int:
 
 def _given_config(args):
     """The config from --config / --smoke-test / --set, or None when none of them is given."""
-    from sweep.config import load_config
     sets = (SMOKE if args.smoke_test else []) + args.set
     if args.resume and not (args.config or sets):
         return None
@@ -74,7 +76,6 @@ def _given_config(args):
 def _resume(args) -> int:
     if args.out or args.overwrite:
         return _fail(UserError("--resume writes into RESULTS_DIR; drop --out / --overwrite"))
-    from sweep.resume import resume_run
     try:
         resume_run(args.resume, given=_given_config(args), address=args.address,
                    report=not args.no_report)
@@ -90,13 +91,10 @@ def main(argv=None) -> int:
     try:
         cfg = _given_config(args)
         out = resolve_out(args)
-        from sweep.tuning.storage import check_storage
         check_storage(cfg.sweep.storage_path)
-        from sweep.config.validate import preflight
         preflight(cfg)
     except UserError as e:
         return _fail(e)
-    from sweep.pipeline import run_pipeline
     try:
         run_pipeline(cfg, out=out, overwrite=args.overwrite, address=args.address,
                      report=not args.no_report, features_on=args.features_on)

@@ -5,24 +5,15 @@ import os
 import numpy as np
 import pytest
 
-from sweep.store import io as store_io
 from sweep.config import load_config
-from sweep.data.datasets import load_splits
+from sweep.store import io as store_io
 from sweep.store.build import build_store, part_key
-
-TINY = ["experts.max_epochs=1", "experts.latency_repeats=2", "exits.epochs=1",
-        "exits.head_epochs=1", "data.name=synthetic", "data.synthetic_n=60",
-        "data.synthetic_classes=3", "data.image_size=32"]
+from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    cfg = load_config(None, TINY + [f"cache_dir={cache}"])
-    splits, _ = load_splits("synthetic", image_size=32, seed=0, synthetic_n=60,
-                            synthetic_classes=3)
-    store, info = build_store(cfg, splits, device="cpu")
-    return cfg, splits, store, info
+def built(tiny_store):
+    return tiny_store
 
 
 def test_store_layout(built):

@@ -1,24 +1,19 @@
-"""Range and consistency checks on a Config, run before any compute (UserError -> exit 2)."""
+"""Range and consistency checks on a Config, run before any compute (UserError -> exit 2).
+
+Each family's own section is checked by its registry entry: `Family.check_grid` (λ, τ, seeds:
+the one grid validator) and `Family.check` (its other keys).
+"""
 from __future__ import annotations
 
 import os
 
-from sweep.data.corruptions import SEVERITIES
-from sweep.data.datasets import DATASETS
-from sweep.errors import UserError
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise UserError(message)
-
-
-def _grid(name: str, values, lo=None, hi=None, positive=False) -> None:
-    _check(len(values) > 0, f"{name} is empty: give at least one value")
-    for v in values:
-        _check(lo is None or v >= lo, f"{name} has {v}: values must be >= {lo}")
-        _check(hi is None or v <= hi, f"{name} has {v}: values must be <= {hi}")
-        _check(not positive or v > 0, f"{name} has {v}: values must be > 0")
+from sweep import families
+from sweep.config.experts import resolved_expert_dicts
+from sweep.config.schema import DATASETS, SEVERITIES
+from sweep.errors import check_values as _grid
+from sweep.errors import require as _check
+from sweep.errors import user_errors
+from trainers.experts import PROFILES, build_expert, check_arch, spec_from_dict
 
 
 def validate_data(d) -> None:
@@ -41,15 +36,15 @@ def validate_data(d) -> None:
 
 
 def validate_experts(cfg) -> None:
-    from trainers.experts import PROFILES, check_arch, spec_from_dict
+    """The `experts` section (checked when an enabled family reads the store's experts part)."""
     ex = cfg.experts
     _check(bool(ex.specs) or ex.profile in PROFILES,
            f"unknown expert profile '{ex.profile}'; choose one of {', '.join(PROFILES)}")
-    from sweep.store.build import resolved_expert_dicts
-    specs = [spec_from_dict(d) for d in resolved_expert_dicts(cfg)]
-    _check(len(specs) >= 2, "the gater needs at least two experts")
-    for s in specs:
-        check_arch(s.arch)
+    with user_errors():
+        specs = [spec_from_dict(d) for d in resolved_expert_dicts(cfg)]
+        for s in specs:
+            check_arch(s.arch)
+    _check(len(specs) >= 2, "routing needs at least two experts")
     _check(ex.cost_source in ("measured", "given"),
            f"experts.cost_source must be 'measured' or 'given', got '{ex.cost_source}'")
     if ex.cost_source == "given":
@@ -63,39 +58,21 @@ def validate_experts(cfg) -> None:
     _check(ex.latency_repeats >= 1, "experts.latency_repeats must be >= 1")
 
 
-def validate_gater(g) -> None:
-    _grid("gater.lams", g.lams, 0.0, 1.0)
-    _grid("gater.taus", g.taus, positive=True)
-    _grid("gater.seeds", g.seeds)
-    _check(g.lr > 0 and g.batch_size >= 1 and g.epochs >= 1 and g.ce_scale > 0,
-           "gater.lr, batch_size, epochs and ce_scale must be positive")
-    _check(g.gater_size >= 8, f"gater.gater_size must be >= 8, got {g.gater_size}")
-    _check(g.eval_route in ("argmax", "sampled"), "gater.eval_route must be argmax or sampled")
-    _check(g.precision in ("fp32", "bf16"), "gater.precision must be fp32 or bf16")
-
-
-def validate_exits(e) -> None:
-    _grid("exits.lams", e.lams, lo=0.0)
-    _grid("exits.taus", e.taus, positive=True)
-    _grid("exits.seeds", e.seeds)
-    _grid("exits.thresholds", e.thresholds, 0.0, 1.0)
-    _grid("exits.branchynet_thresholds", e.branchynet_thresholds, lo=0.0)
-    _check(e.em_iters >= 1, f"exits.em_iters must be >= 1, got {e.em_iters}")
-    _check(e.exit_cost in ("flops", "uniform"), "exits.exit_cost must be 'flops' or 'uniform'")
-    _check(e.stem in ("auto", "cifar", "imagenet"), "exits.stem must be auto, cifar or imagenet")
-    _check(e.width >= 1 and e.epochs >= 1 and e.head_epochs >= 1 and e.router_epochs >= 1,
-           "exits.width, epochs, head_epochs and router_epochs must be >= 1")
+def _reads_experts(cfg) -> bool:
+    return any(f.store_part == "experts" for f in families.enabled(cfg))
 
 
 def validate(cfg) -> None:
-    _check(cfg.gater.enabled or cfg.exits.enabled, "both families are disabled: nothing to sweep")
+    on = families.enabled(cfg)
+    _check(bool(on), "every family is disabled (" + ", ".join(
+        f"{f.section}.enabled" for f in families.families()) + "): nothing to sweep")
     _check(cfg.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda")
     validate_data(cfg.data)
-    if cfg.gater.enabled:
+    if _reads_experts(cfg):
         validate_experts(cfg)
-        validate_gater(cfg.gater)
-    if cfg.exits.enabled:
-        validate_exits(cfg.exits)
+    for f in on:
+        f.check_grid(f.section_of(cfg))
+        f.check(f.section_of(cfg))
     sw = cfg.sweep
     _check(sw.cpus_per_trial > 0 and sw.gpus_per_trial >= 0,
            "sweep.cpus_per_trial must be > 0 and sweep.gpus_per_trial >= 0")
@@ -108,23 +85,22 @@ def preflight(cfg) -> None:
     """Checks that need more than the config's own values but no compute: expert checkpoints
     load as state dicts that fit their architecture, pretrained weights are reachable.
     Run by `python -m sweep.run` before anything is written."""
-    if not cfg.gater.enabled:
+    for f in families.enabled(cfg):
+        f.preflight(cfg)
+    if not _reads_experts(cfg):
         return
-    if cfg.gater.trunk_pretrained:
-        from trainers.gater import pretrained_trunk_state
-        pretrained_trunk_state()                # cached or downloadable; raises UserError
-    from sweep.store.build import resolved_expert_dicts
-    from trainers.experts import build_expert, spec_from_dict
     for d in resolved_expert_dicts(cfg):
-        spec = spec_from_dict(d)
-        if spec.checkpoint or spec.pretrained:
-            build_expert(spec, num_classes=2)   # head is replaced anyway; raises UserError
+        with user_errors():
+            spec = spec_from_dict(d)
+            if spec.checkpoint or spec.pretrained:
+                build_expert(spec, num_classes=2)   # head is replaced anyway
 
 
 def check_sizes(cfg, splits) -> None:
-    """After loading: every split must hold at least one batch and every class of test."""
-    batch = max(cfg.gater.batch_size if cfg.gater.enabled else 1,
-                cfg.exits.batch_size if cfg.exits.enabled else 1)
+    """After loading: the training split must hold one batch of every family that trains on
+    it (its section's `batch_size`), val and test at least one image."""
+    batch = max([getattr(f.section_of(cfg), "batch_size", 1) for f in families.enabled(cfg)]
+                + [1])
     n = len(splits["train"].labels)
     _check(n >= batch, f"the training split has {n} images, fewer than one batch ({batch}); "
                        f"use more data or a smaller batch_size")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from sweep.data.images import IMAGE_EXTENSIONS, ImageSet
 from sweep.errors import UserError
 
 _TRAIN_DIRS, _TEST_DIRS = ("seg_train", "train"), ("seg_test", "test")
-_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def _find(root: str, names) -> str:
@@ -37,10 +38,10 @@ def _classes(folder: str) -> list[str]:
 
 
 def _read_split(folder: str, classes: list[str], size: int, skip_corrupt: bool):
-    from PIL import Image, UnidentifiedImageError
     images, labels, skipped = [], [], []
     for ci, c in enumerate(classes):
-        files = sorted(f for f in os.listdir(os.path.join(folder, c)) if f.lower().endswith(_EXTS))
+        files = sorted(f for f in os.listdir(os.path.join(folder, c))
+                       if f.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
             raise UserError(f"class folder '{os.path.join(folder, c)}' has no images")
         for f in files:
@@ -61,7 +62,6 @@ def _read_split(folder: str, classes: list[str], size: int, skip_corrupt: bool):
 
 def load_imagefolder(root: str | None, size: int, skip_corrupt: bool):
     """-> (train ImageSet, test ImageSet, skipped file list)."""
-    from sweep.data.datasets import ImageSet
     if not root or not os.path.isdir(root):
         raise UserError(f"data root '{root}' does not exist; set data.root to the dataset folder")
     tr_dir, te_dir = _find(root, _TRAIN_DIRS), _find(root, _TEST_DIRS)

@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from sweep.data.corruptions import SEVERITIES
+from sweep.config import SEVERITIES
 
 POINT_COLUMNS = ["point_id", "family", "method", "variant", "trial_id", "seed", "lam", "tau",
                  "threshold", "split", "severity", "accuracy", "cost", "cost_unit", "n",

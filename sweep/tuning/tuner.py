@@ -1,7 +1,9 @@
 """Ray Tune: the grid, resources, checkpoints and failure policy; the only place that runs Tune.
 
-One Tuner runs both families: the grid is a list of points {family, lam, tau, seed}; the store
-is put in the object store ONCE by `tune.with_parameters` and every trial reads it zero-copy.
+One Tuner runs every enabled family: the grid is a list of points {family, lam, tau, seed} (each
+family's from its registry entry); the store is put in the object store ONCE by
+`tune.with_parameters` and every trial reads it zero-copy. The param space also holds each
+family's settings and the resolved costs (a resumed run reads them back).
 """
 from __future__ import annotations
 
@@ -9,58 +11,31 @@ import json
 import os
 
 import numpy as np
-import ray
 from ray import tune
 
+from sweep import families
 from sweep.tuning.trials import router_trial as _router_trial
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def grid_points(cfg) -> list[dict]:
-    pts = []
-    for family, sec in (("experts", cfg.gater), ("exits", cfg.exits)):
-        if sec.enabled:
-            pts += [{"family": family, "lam": float(lam), "tau": float(tau), "seed": int(seed)}
-                    for seed in sec.seeds for tau in sec.taus for lam in sec.lams]
-    return pts
+    return [p for f in families.enabled(cfg) for p in f.grid(cfg)]
 
 
 def trial_settings(cfg, costs: dict) -> dict:
-    """What trials need besides the store: plain numbers, resolved costs."""
-    g, e, sw = cfg.gater, cfg.exits, cfg.sweep
-    common = {"gpus_per_trial": sw.gpus_per_trial}
-    return {"cpus_per_trial": sw.cpus_per_trial,
-            "experts": {**common, "lr": g.lr, "batch_size": g.batch_size, "epochs": g.epochs,
-                        "ce_scale": g.ce_scale, "embed_dim": g.embed_dim,
-                        "trunk_pretrained": g.trunk_pretrained, "precision": g.precision,
-                        "eval_route": g.eval_route, "expert_ms": costs.get("expert_ms"),
-                        "gater_ms": costs.get("gater_ms")},
-            "exits": {**common, "exit_costs": costs.get("exit_costs"), "em_iters": e.em_iters,
-                      "em_tol": e.em_tol, "router_hidden": e.router_hidden,
-                      "router_epochs": e.router_epochs, "router_lr": e.router_lr,
-                      "router_batch_size": e.router_batch_size,
-                      "thresholds": list(e.thresholds)}}
-
-
-def init_ray(address: str | None) -> None:
-    """Connect to `address` / RAY_ADDRESS, else start a local Ray (dashboard on 127.0.0.1 only)."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-        return
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT] + paths)  # local workers import us
-    ray.init(include_dashboard=False, dashboard_host="127.0.0.1", configure_logging=False,
-             log_to_driver=True)
+    """What trials need besides the store: resources and, per family, its settings."""
+    sw = cfg.sweep
+    return {"cpus_per_trial": sw.cpus_per_trial, "gpus_per_trial": sw.gpus_per_trial,
+            **{f.name: f.settings(cfg, costs[f.name]) for f in families.enabled(cfg)}}
 
 
 def trial_name(trial) -> str:
-    """e.g. gater_lam0.7_tau1_s0 / em_lam2_tau0.5_s1: the grid point is readable in Tune's table."""
+    """e.g. gater_lam0.7_tau1_s0 / em_router_lam2_tau0.5_s1: the grid point is readable in
+    Tune's table (the family's method names it)."""
     p = trial.config["point"]
-    kind = "gater" if p["family"] == "experts" else "em"
+    try:
+        kind = families.get(p["family"]).method
+    except KeyError:
+        kind = p["family"]
     return f"{kind}_lam{p['lam']:g}_tau{p['tau']:g}_s{p['seed']}_{trial.trial_id[-5:]}"
 
 
@@ -82,30 +57,34 @@ def _final_metrics(ckpt) -> dict | None:
             return json.load(f)
 
 
-def router_trial(config: dict, store: dict) -> None:
-    """sweep.trials.router_trial, except for a trial restored from its final checkpoint (it
+def router_trial(config: dict, store: dict, trials: dict) -> None:
+    """sweep.tuning.trials.router_trial, except for a trial restored from its final checkpoint (it
     finished, but its node or the driver died before Tune recorded that): it reports its final
     metrics again instead of training again (the EM state there cannot restart a round)."""
     ckpt = tune.get_checkpoint()
     final = _final_metrics(ckpt) if ckpt is not None else None
     if final is not None:
         return tune.report({**final, "status": "ok", "finished_before_restore": 1})
-    return _router_trial(config, store)
+    return _router_trial(config, store, trials)
 
 
-def trainable(cfg, store: dict):
-    """The store is put in the object store once, here; the resources come from the config."""
-    sw = cfg.sweep
-    return tune.with_resources(tune.with_parameters(router_trial, store=store),
+def trainable(cfg, store: dict, fn=router_trial):
+    """The store is put in the object store once, here, with every enabled family's trial
+    function (workers need not know the registry); the resources come from the config."""
+    sw, trials = cfg.sweep, {f.name: f.trial for f in families.enabled(cfg)}
+    return tune.with_resources(tune.with_parameters(fn, store=store, trials=trials),
                                {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial})
 
 
-def make_tuner(cfg, store: dict, settings: dict, *, storage_path: str, name: str = "sweep"):
-    """storage_path: a directory or a URI (s3://, gs://, file://) that pyarrow can open."""
+def make_tuner(cfg, store: dict, settings: dict, costs: dict | None = None, *,
+               storage_path: str, name: str = "sweep", fn=router_trial):
+    """storage_path: a directory or a URI (s3://, gs://, file://) that pyarrow can open.
+    fn: the trainable (config, store, trials) -> None; the benchmark wraps router_trial."""
     sw = cfg.sweep
     return tune.Tuner(
-        trainable(cfg, store),
-        param_space={"point": tune.grid_search(grid_points(cfg)), "settings": settings},
+        trainable(cfg, store, fn),
+        param_space={"point": tune.grid_search(grid_points(cfg)), "settings": settings,
+                     "costs": costs or {}},
         tune_config=tune.TuneConfig(max_concurrent_trials=sw.max_concurrent or None,
                                     reuse_actors=True, trial_name_creator=trial_name,
                                     trial_dirname_creator=trial_name),
