@@ -31,11 +31,3 @@ def require(ok: bool, message: str) -> None:
     if not ok:
         raise UserError(message)
 
-
-def check_values(name: str, values, lo=None, hi=None, positive=False) -> None:
-    """A non-empty list of numbers within [lo, hi] (and > 0 when positive); else UserError."""
-    require(len(values) > 0, f"{name} is empty: give at least one value")
-    for v in values:
-        require(lo is None or v >= lo, f"{name} has {v}: values must be >= {lo}")
-        require(hi is None or v <= hi, f"{name} has {v}: values must be <= {hi}")
-        require(not positive or v > 0, f"{name} has {v}: values must be > 0")

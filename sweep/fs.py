@@ -1,12 +1,16 @@
 """Directories and URIs (s3://, gs://, file://, ...) behind one interface, through pyarrow.fs.
 
 `sweep.storage_path`, the feature cache's mirror and the results copy are each a local directory
-or a URI; these helpers open, test, copy up and copy down either kind.
+or a URI; these helpers open, test, copy up and copy down either kind. Local files that readers
+may open at any moment (tables, manifest.json, tune-sha256.json) are written atomically
+(`write_atomic`, `write_json`).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
 
 import pyarrow.fs as pafs
 
@@ -96,3 +100,31 @@ def download_dir(location: str, local: str) -> None:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         with fs.open_input_stream(info.path) as src, open(dest, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def upload_file(local_file: str, location: str) -> None:
+    """Copy one file to `location` (a file path or URI), replacing what is there."""
+    fs, path = open_fs(location)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with open(local_file, "rb") as src, fs.open_output_stream(path) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def write_atomic(path: str, write) -> None:
+    """write(tmp_path) then rename: a reader sees the old file or the new one, never half."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=d)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str, obj: dict) -> None:
+    def w(p):
+        with open(p, "w") as f:
+            json.dump(obj, f, indent=1, default=str)
+    write_atomic(path, w)

@@ -2,13 +2,13 @@
 
 Each phase is timed; the manifest records the resolved config, versions, hardware, measured
 costs, the dataset, every trial's status and the phase timings. Every family-specific step
-goes through the enabled families' registry entries (sweep/families/).
+goes through the enabled families' registry entries (sweep/families/). An existing run in OUT
+is replaced only once the new one is complete (sweep/results/outdir.py).
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import time
 
 from analysis import load
@@ -17,9 +17,10 @@ from analysis.summary import summary_text
 from sweep import families
 from sweep.data.datasets import load_data
 from sweep.device import pick_device
-from sweep.results import assemble, manifest as M
+from sweep.results import assemble, outdir
+from sweep.results import manifest as M
 from sweep.results import tables as results
-from sweep.tuning import cluster, remote, storage
+from sweep.tuning import cluster, remote, storage, trust
 from sweep.tuning import tuner as T
 
 
@@ -29,6 +30,8 @@ def _now() -> str:
 
 def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report=True,
                  features_on: str = "auto") -> dict:
+    """One run into OUT. -> the manifest."""
+    outdir.check_out(out, overwrite)          # before any compute (run.py checks it too)
     t, created = {}, _now()
     plan = storage.plan_for(cfg.sweep.storage_path, out)
     cluster.check_local_capacity(cfg, address)
@@ -45,34 +48,58 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
     t["features_s"] = time.perf_counter() - t0
     if not on_cluster:        # a local Ray: after the features (checked against this machine)
         t["ray_init_s"] = cluster.start(cfg, address)
-    if overwrite and os.path.isdir(out):     # only now: bad data or checkpoints lose nothing
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
     costs = families.resolve_costs(cfg, store["meta"])
-    manifest = M.new_manifest(cfg, created=created, device=device, store=store, costs=costs,
-                              data_info=data_info, cache_info=cache_info, timings=t, plan=plan)
-    results.write_json(os.path.join(out, "manifest.json"), manifest)
-    storage.publish_results(out, plan)
-    trials = _sweep(cfg, store, costs, plan=plan, timings=t)
-    return finish(cfg, out=out, store=store, costs=costs, trials=trials, manifest=manifest,
-                  plan=plan, report=report)
+    work, made = outdir.begin(out, overwrite)   # only now: bad data or checkpoints lose nothing
+    with outdir.unfinished(work, out, created=made):
+        run_plan = storage.relocated(plan, work)
+        manifest = M.new_manifest(cfg, created=created, device=device, store=store, costs=costs,
+                                  data_info=data_info, cache_info=cache_info, timings=t,
+                                  plan=run_plan)
+        if work != out:
+            manifest["replaces"] = os.path.abspath(out)
+        results.write_json(os.path.join(work, "manifest.json"), manifest)
+        storage.publish_results(work, run_plan)
+        trials = _sweep(cfg, store, costs, plan=run_plan, timings=t, out=work)
+        manifest = finish(cfg, out=work, dest=out, store=store, costs=costs, trials=trials,
+                          manifest=manifest, plan=run_plan, report=report)
+    return manifest
 
 
-def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True) -> dict:
-    """Trials + baselines -> Parquet tables, manifest (status, trials), report, shared copy."""
+def expected_trials(cfg, trials: list[dict]) -> list[dict]:
+    """TRIALS plus a failed entry for every grid point Tune returned no trial for: a missing
+    trial is a failed row in the tables, never a silently missing one."""
+    key = lambda x: (x["family"], x["lam"], x["tau"], x["seed"])
+    have = {key(x) for x in trials}
+    missing = [{**p, "trial_id": None, "status": "failed", "metrics": {}, "decisions": None,
+                "restored": False, "error": "no result from Tune for this grid point"}
+               for p in T.grid_points(cfg) if key(p) not in have]
+    return trials + missing
+
+
+def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True, dest=None) -> dict:
+    """Trials + baselines -> Parquet tables, manifest (status, trials), report in OUT; then OUT
+    replaces DEST (when it is another directory) and the shared copy is updated.
+
+    status: "complete" when every grid point's trial succeeded, else "partial" (its failed
+    rows say why); `python -m sweep.run` exits 3 on "partial"."""
+    dest = dest or out
     t = manifest["timings"]
     t0 = time.perf_counter()
+    trials = expected_trials(cfg, trials)
     points, routes, decisions = assemble.tables(cfg, store, costs, trials)
     results.write_tables(out, points, routes, decisions)
-    M.finished(manifest, trials, when=_now())
+    M.finished(manifest, trials, when=_now(), plan=storage.relocated(plan, dest))
     t["tables_s"] = time.perf_counter() - t0
+    manifest_path = os.path.join(out, "manifest.json")
+    results.write_json(manifest_path, manifest)        # the report shows the final status
     if report:
         t0 = time.perf_counter()
         write_report(out)
         t["report_s"] = time.perf_counter() - t0
-    results.write_json(os.path.join(out, "manifest.json"), manifest)
-    storage.publish_results(out, plan)
-    print(summary_text(load(out), results_dir=out))
+        results.write_json(manifest_path, manifest)
+    outdir.swap(out, dest)
+    storage.publish_results(dest, storage.relocated(plan, dest))
+    print(summary_text(load(dest), results_dir=dest))
     return manifest
 
 
@@ -85,10 +112,29 @@ def shared_store(store: dict, cfg) -> dict:
     return shared
 
 
-def _sweep(cfg, store, costs, *, plan, timings) -> list[dict]:
+def _sweep(cfg, store, costs, *, plan, timings, out) -> list[dict]:
     t0 = time.perf_counter()
+    ledger = trust.Ledger(out, mirror=plan.results)
     tuner = T.make_tuner(cfg, shared_store(store, cfg), T.trial_settings(cfg, costs), costs,
-                         storage_path=plan.tune_storage, name=plan.name)
-    trials = T.collect(tuner.fit())
+                         storage_path=plan.tune_storage, name=plan.name,
+                         callbacks=[trust.Recorder()])
+    ledger.record_stored(plan.experiment, names=(trust.TUNER,))     # Tuner() just wrote it
+    trials = T.collect(fit(tuner, ledger))
     timings["sweep_s"] = time.perf_counter() - t0
     return trials
+
+
+def fit(tuner, ledger):
+    """Tuner.fit with the experiment's sha256 list kept current (sweep/tuning/trust.py) -> its
+    grid.
+
+    On Ctrl-C Tune stops the trials, saves its state and returns normally: a sweep that
+    returns with unfinished trials raises KeyboardInterrupt, so it is never taken for a
+    finished one (the run stays resumable)."""
+    with trust.recording(ledger):
+        grid = tuner.fit()
+    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    if unfinished:
+        raise KeyboardInterrupt(f"the sweep was stopped with {unfinished} of {len(grid)} "
+                                f"trials unfinished")
+    return grid

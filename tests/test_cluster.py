@@ -12,6 +12,13 @@ Every run uses the same tiny config and one shared storage (a file:// URI, as s3
 * C: a local Ray; the driver's process group is SIGKILLed once a trial has finished and another
   has checkpointed; `--resume` finishes the rest. C's tables equal A's; trials finished before
   the kill are not re-run (same trial ids, their result.json untouched).
+* D: as C, but killed in the middle of an EM trial (a round checkpoint on disk, no final one);
+  the EM trial resumes from its round checkpoint. D's tables (both families) equal A's.
+* E: a local Ray; the Ray worker process running an EM trial mid-EM is SIGKILLed; Tune's retry
+  (max_failures 1) resumes it from its round checkpoint. E's tables equal A's.
+
+EM runs EM_ITERS rounds (no early stop) on small router batches, so an EM trial lasts seconds
+and a kill can land between two of its rounds.
 """
 import glob
 import json
@@ -31,6 +38,9 @@ ARGS = ["--smoke-test", "--no-report", "--set", "data.name=synthetic",
         "--set", "gater.batch_size=2", "--set", f"gater.epochs={EPOCHS}",
         "--set", "gater.seeds=[0,1]", "--set", "experts.cost_source=given",
         "--set", "experts.given_latency_ms=[1,4,2]", "--set", "experts.given_gater_ms=0.2"]
+EM_ITERS = 12
+ARGS += ["--set", f"exits.em_iters={EM_ITERS}", "--set", "exits.em_tol=0",
+         "--set", "exits.router_epochs=6", "--set", "exits.router_batch_size=8"]
 N_TRIALS = 6                                    # 2 λ x 2 seeds gater + 2 λ EM
 pytestmark = pytest.mark.slow
 
@@ -44,7 +54,7 @@ def _start(out, cache, storage, *extra, new_session=False):
                             start_new_session=new_session)
 
 
-def _finish(p, out, timeout=300):
+def _finish(p, out, timeout=1200):
     rc = p.wait(timeout=timeout)
     assert rc == 0, open(f"{out}.log").read()[-4000:]
 
@@ -210,7 +220,7 @@ def test_driver_sigkill_then_resume(cluster_runs, storage, tmp_path):
     before = {t: _last_rows(d) for t, d in dirs.items()}
     env = {**os.environ, "PYTHONPATH": ROOT}
     r = subprocess.run([sys.executable, "-m", "sweep.run", "--resume", str(c), "--no-report"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     m = _manifest(c)
     assert m["status"] == "complete" and m["resumed"]
@@ -221,3 +231,92 @@ def test_driver_sigkill_then_resume(cluster_runs, storage, tmp_path):
         assert after[t] == ("TERMINATED", start), t
         assert _last_rows(dirs[t]) == before[t], t
     pd.testing.assert_frame_equal(_points(a), _points(c), check_exact=True)
+
+
+# --------------------------------------------------------------------------- D, E: mid-EM kills
+
+def _em_mid_run(exp):
+    """(trial dir, last result) of an EM trial that the newest SAVED experiment state shows
+    running with a round checkpoint (what a restore starts from; result.json on storage may
+    lag) and at most halfway through its rounds, so it is still mid-EM when the kill lands."""
+    files = sorted(glob.glob(f"{exp}/experiment_state-*.json"), key=os.path.getmtime)
+    try:
+        with open(files[-1]) as f:
+            data = json.load(f)["trial_data"]
+    except (IndexError, OSError, ValueError, KeyError):
+        return None, None
+    load = lambda x: json.loads(x) if isinstance(x, str) else x
+    for t, meta in data:
+        t, last = load(t), load(meta).get("last_result") or {}
+        if (t["status"] == "RUNNING" and t["config"]["point"]["family"] == "exits"
+                and last.get("checkpoint_dir_name") and "done_em" not in last
+                and last.get("epoch", EM_ITERS) <= EM_ITERS // 2):
+            return glob.glob(f"{exp}/*_{t['trial_id'][-5:]}")[0], last
+    return None, None
+
+
+def _wait_mid_em(p, out):
+    while p.poll() is None:
+        exp = _experiment(out)
+        d, row = _em_mid_run(exp) if exp else (None, None)
+        if d:
+            return d, row
+        time.sleep(0.02)
+    return None, None
+
+
+def _final_checkpoints(trial_dir):
+    return glob.glob(f"{trial_dir}/checkpoint_*/decisions.npz")
+
+
+def _resumed_from_a_round(trial_dir):
+    """The trial's rows show a restart (iterations_since_restore back to 1) at a round > 1:
+    it continued from a round checkpoint, not from scratch."""
+    return [r["epoch"] for r in _last_rows(trial_dir)
+            if r.get("iterations_since_restore") == 1 and r["training_iteration"] > 1]
+
+
+def _complete_and_equal(a, out, victim):
+    m = _manifest(out)
+    assert m["status"] == "complete", m["status"]
+    assert len(m["trials"]) == N_TRIALS and all(t["status"] == "ok" for t in m["trials"]), \
+        m["trials"]
+    tid = _last_rows(victim)[-1]["trial_id"]
+    assert next(t for t in m["trials"] if t["trial_id"] == tid)["restored"]
+    assert _resumed_from_a_round(victim), _last_rows(victim)
+    pa, pb = _points(a), _points(out)
+    assert set(pb.family) == {"experts", "exits"}
+    pd.testing.assert_frame_equal(pa, pb, check_exact=True)
+
+
+def test_driver_sigkill_mid_em_then_resume(cluster_runs, storage, tmp_path):
+    a = cluster_runs[0]
+    d = tmp_path / "d"
+    p = _start(d, tmp_path / "cache_d", storage, new_session=True)
+    victim, row = _wait_mid_em(p, d)
+    assert victim, "no EM trial was caught mid-EM: " + open(f"{d}.log").read()[-3000:]
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    time.sleep(1)
+    assert not _final_checkpoints(victim), "the EM trial finished before the kill"
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    r = subprocess.run([sys.executable, "-m", "sweep.run", "--resume", str(d), "--no-report"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert _manifest(d)["resumed"]
+    _complete_and_equal(a, d, victim)
+
+
+def test_worker_killed_mid_em_retries_from_its_round_checkpoint(cluster_runs, storage,
+                                                                tmp_path):
+    import psutil
+    a = cluster_runs[0]
+    e = tmp_path / "e"
+    p = _start(e, tmp_path / "cache_e", storage)
+    victim, row = _wait_mid_em(p, e)
+    assert victim, "no EM trial was caught mid-EM: " + open(f"{e}.log").read()[-3000:]
+    assert psutil.Process(row["pid"]).name().startswith("ray::"), "not a Ray worker"
+    os.kill(row["pid"], signal.SIGKILL)
+    _finish(p, e)
+    assert len(_final_checkpoints(victim)) == 1
+    _complete_and_equal(a, e, victim)

@@ -72,3 +72,42 @@ def test_the_paper_config_fits_the_gpu_workers():
     cfg = load_config(os.path.join(ROOT, "configs", "paper_gater_intel.yaml"),
                       [f"data.root={ROOT}"])
     check_capacity(cfg, node_types_capacity(os.path.join(ROOT, "cluster.yaml")))
+
+
+# ---------------------------------------------------- the loopback cluster of ray_up_loopback.sh
+def _loopback(worker_ip="10.213.0.2"):
+    """scripts/loopback_yaml.py's config (what tests/test_ray_up.py brings up for real)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "loopback_yaml", os.path.join(ROOT, "scripts", "loopback_yaml.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.loopback_config(_load("cluster-local.yaml"), name="routesweep-loopback-test",
+                               head_ip="10.213.0.1" if worker_ip else "127.0.0.1",
+                               worker_ip=worker_ip, user="root", key="/tmp/k", token="/tmp/t",
+                               repo=ROOT, gcs_port=6380)
+
+
+@pytest.mark.parametrize("worker_ip", ["10.213.0.2", None])
+def test_loopback_config_validates_and_is_offline(worker_ip):
+    prepared = _prepare_and_validate(_loopback(worker_ip))
+    assert prepared["provider"]["worker_ips"] == ([worker_ip] if worker_ip else [])
+    setup = " ".join(prepared["setup_commands"])
+    assert "pip install" not in setup and "git clone" not in setup      # nothing downloads
+    head = " ".join(prepared["head_start_ray_commands"])
+    worker = " ".join(prepared["worker_start_ray_commands"])
+    assert "--port=6380" in head and "$RAY_HEAD_IP:6380" in worker and "6379" not in head + worker
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head
+    assert "RAY_AUTH_MODE=token" in head and "RAY_AUTH_MODE=token" in worker
+    assert ("--num-cpus=0" in head) == bool(worker_ip)   # with a worker, trials run only there
+    assert prepared["file_mounts"]["~/routesweep"] == ROOT
+
+
+def test_loopback_keeps_everything_else_of_cluster_local():
+    source, loop = _load("cluster-local.yaml"), _loopback()
+    changed = {"cluster_name", "provider", "auth", "file_mounts", "setup_commands",
+               "head_start_ray_commands", "worker_start_ray_commands"}
+    assert {k: v for k, v in loop.items() if k not in changed} == \
+        {k: v for k, v in source.items() if k not in changed}
+    assert [c for c in loop["head_start_ray_commands"] if "ray start" not in c] == \
+        [c for c in source["head_start_ray_commands"] if "ray start" not in c]

@@ -76,6 +76,43 @@ def test_bad_config_raises(case):
         load_config(None, BAD[case])
 
 
+def _file(tmp_path, data: bytes):
+    p = tmp_path / "c.yaml"
+    p.write_bytes(data)
+    return str(p)
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"gater:\n  lams: [0.5]\n  lams: [0.9]\n", "key 'lams' on line 3 repeats line 2"),
+    (b"name: a\ngater: {epochs: 1}\nname: b\n", "key 'name' on line 3 repeats line 1"),
+    (b"data:\n  levels:\n    mild: {blur: 1, noise: 0, blur: 2}\n", "key 'blur' on line 3"),
+    (b"", "is empty"), (b"# only a comment\n", "is empty"), (b"{}\n", "is empty"),
+    (b"[1, 2]\n", "must be a mapping"), (b"just text\n", "must be a mapping"),
+    (b"name: caf\xe9\n", "not valid UTF-8"), (b"\xff\xfe\x00n", "not valid UTF-8"),
+    (b"gater: [1,\n", "not valid YAML"), (b"a: 1\n---\nb: 2\n", "not valid YAML"),
+])
+def test_bad_config_file_names_the_file(tmp_path, data, words):
+    path = _file(tmp_path, data)
+    with pytest.raises(UserError, match=f"config file '{path}'") as e:
+        load_config(path)
+    assert words in str(e.value)
+
+
+def test_yaml_merge_keys_may_be_overridden_and_1e_minus_4_is_a_number(tmp_path):
+    path = _file(tmp_path, b"gater:\n  lr: 1e-4\n  epochs: 2\n")    # PyYAML alone: a string
+    cfg = load_config(path)
+    assert cfg.gater.lr == 1e-4 and isinstance(cfg.gater.lr, float)
+    path = _file(tmp_path, b"gater:\n  <<: {lr: 0.5, epochs: 2}\n  lr: 0.25\n")
+    assert load_config(path).gater.lr == 0.25 and load_config(path).gater.epochs == 2
+
+
+@pytest.mark.parametrize("item, words", [("gater.lams=[0.5,", "--set gater.lams value"),
+                                         ("data.levels={mild: 1, mild: 2}", "key 'mild'")])
+def test_bad_set_value_names_the_key(item, words):
+    with pytest.raises(UserError, match=words.replace("[", "\\[")):
+        load_config(None, [item])
+
+
 def _run(args, cwd):
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.run([sys.executable, "-m", "sweep.run", *args], cwd=cwd, env=env,

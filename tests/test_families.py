@@ -7,7 +7,7 @@
 * a toy third family -- the cheapest expert when its softmax is confident, else the costliest --
   is added HERE by registering it (no sweep code knows it): it gets its own config section, runs
   through the same checks, and (slow) through Ray Tune into points.parquet and the report;
-* the one λ / τ validator (`Family.check_grid`) takes each family's λ range.
+* the one λ / τ validator (`Family.section_rules`) takes each family's λ range.
 """
 import json
 import sys

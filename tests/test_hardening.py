@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+import sweep.tuning.trials as T
+import sweep.tuning.tuner as TT
+from sweep.families import gater
 from sweep.results import tables as results
 from sweep.store import io as store_io
 from trainers import gater as G
@@ -42,7 +45,6 @@ class _Session:
 
 def test_nan_trial_reports_failed_with_reason():
     """The gater trial ends a NaN trial as status failed with the reason (no retry)."""
-    from sweep.families import gater
     n = 40
     split = {"gater_input": np.zeros((n, 16, 16, 3), np.uint8), "label": np.zeros(n, np.int64),
              "expert_logits": np.full((n, 2, 3), np.nan, np.float32)}
@@ -58,14 +60,11 @@ def test_nan_trial_reports_failed_with_reason():
 def test_trial_restored_from_its_final_checkpoint_reports_its_metrics_again(monkeypatch):
     """A trial that finished before Tune recorded it (driver or node died) is restored from
     its final checkpoint: it re-reports that checkpoint's metrics and does not train again."""
-    import sweep.tuning.trials as T
-    import sweep.tuning.tuner as TT
-    from sweep.families import gater
     reports, ckpts = [], []
 
     def fake_report(m, checkpoint=None):
         reports.append(m)
-        if checkpoint is not None:       # keep a copy: _report removes its directory
+        if checkpoint is not None:       # keep a copy: report removes its directory
             ckpts.append(TT.tune.Checkpoint.from_directory(checkpoint.to_directory()))
     monkeypatch.setattr(T.tune, "report", fake_report)
     monkeypatch.setattr(T.tune, "get_checkpoint", lambda: None)
@@ -153,7 +152,6 @@ def test_killed_table_writer_leaves_previous_file_intact(tmp_path):
 
 def test_checkpoints_load_without_pickle(tmp_path, monkeypatch):
     """A trial checkpoint holding a pickled object is refused, never executed."""
-    import sweep.tuning.trials as T
     marker = tmp_path / "pwned"
 
     class Evil:

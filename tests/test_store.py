@@ -71,3 +71,4 @@ def test_partial_part_is_not_complete(built, tmp_path):
     assert not store_io.is_complete(str(dst))
     os.remove(dst / "MANIFEST.json")
     assert not store_io.is_complete(str(dst))
+

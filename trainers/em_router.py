@@ -172,7 +172,7 @@ def _round_seed(seed: int, round_idx: int) -> int:
 def _round_metrics(r: int, post, prev, costs, bce, log_prior) -> dict:
     change = float(np.mean(np.abs(post - prev))) if prev is not None else float("nan")
     prior = np.exp(log_prior)
-    out = {"round": r, "posterior_change": change, "router_bce": float(bce),
+    out = {"round": int(r), "posterior_change": change, "router_bce": float(bce),
            "expected_cost": float(np.mean(post @ costs)),          # under the E-step posterior
            "router_expected_cost": float(np.mean(prior @ costs))}  # under the fitted prior
     # scalars only (Tune loggers): mean posterior mass per exit
@@ -198,14 +198,17 @@ def _resume(res: EMResult, state: dict | None, feats, k: int, n: int, device: st
     if start == 0:
         return 0, None, np.full((n, k), -math.log(k))
     s = halt_logits(res.routers, feats, device=device)
-    return start, state.get("posterior"), implied_log_prior(halt_logits=s)
+    post = state.get("posterior")
+    return start, None if post is None else _np(post), implied_log_prior(halt_logits=s)
 
 
 def _snapshot(r: int, res: EMResult, post: np.ndarray) -> dict:
-    """What a checkpoint needs to resume after round r (tensors copied: training goes on)."""
+    """What a checkpoint needs to resume after round r: tensors and plain Python values only,
+    so `torch.load(weights_only=True)` reads it back (no numpy: it refuses ndarrays and numpy
+    scalars). Copied, since training goes on; float64 posterior -> float64 tensor is exact."""
     weights = {k: v.detach().cpu().clone() for k, v in res.routers.state_dict().items()}
-    return {"round": r + 1, "routers": weights, "posterior": post,
-            "history": list(res.history), "converged": res.converged}
+    return {"round": r + 1, "routers": weights, "posterior": torch.from_numpy(post.copy()),
+            "history": [dict(h) for h in res.history], "converged": bool(res.converged)}
 
 
 def run_em(*, features, log_lik, costs, lam: float, tau: float = 1.0, em_iters: int = 10,
@@ -216,8 +219,9 @@ def run_em(*, features, log_lik, costs, lam: float, tau: float = 1.0, em_iters: 
     """EM with router-parametrised prior. features: K arrays [N, d_k]; log_lik [N, K].
 
     After each round, `on_round(round_idx, metrics, state)`; `state` = {"round": next round,
-    "routers": state_dict, "posterior": that round's posterior, "history", "converged"} can be
-    passed back as `state=` to resume exactly where that round ended.
+    "routers": state_dict, "posterior": that round's posterior (float64 tensor [N, K]),
+    "history", "converged"} holds only tensors and plain Python values (a weights_only
+    checkpoint) and can be passed back as `state=` to resume exactly where that round ended.
     """
     validate_em_args(em_iters=em_iters, costs=costs, tol=tol, hidden=hidden, epochs=epochs, lr=lr,
                      batch_size=batch_size)
@@ -237,7 +241,7 @@ def run_em(*, features, log_lik, costs, lam: float, tau: float = 1.0, em_iters: 
                           seed=_round_seed(seed, r), weight_decay=weight_decay)
         log_prior = implied_log_prior(halt_logits=halt_logits(res.routers, feats, device=device))
         metrics = _round_metrics(r, post, prev, c, bce, log_prior)
-        res.converged = metrics["converged"] = r > 0 and metrics["posterior_change"] < tol
+        res.converged = metrics["converged"] = bool(r > 0 and metrics["posterior_change"] < tol)
         res.history.append(metrics)
         prev = post
         if on_round is not None:

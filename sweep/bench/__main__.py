@@ -33,7 +33,7 @@ import torch
 from sweep.bench import features as bench_features
 from sweep.bench import gater as bench_gater
 from sweep.bench import routed as bench_routed
-from sweep.results.tables import write_atomic, write_json
+from sweep.fs import write_atomic, write_json
 
 SECTIONS = {1: "cached_vs_algorithm1", 2: "orchestration", 3: "store_sharing",
             4: "feature_building", 5: "routed_inference"}

@@ -3,7 +3,8 @@
     cfg = read_config("configs/paper_gater_intel.yaml", overrides=["gater.lams=[0.7,1.0]"])
 
 YAML files and `--set key=value` overrides (values parsed as YAML) are merged onto the defaults;
-unknown keys and wrong types raise `UserError` (`sweep.config.load_config` also checks ranges).
+unknown keys, wrong types, repeated keys, files that are empty, not UTF-8 or not a mapping raise
+`UserError` (`sweep.config.load_config` also checks every value's range, sweep/config/validate.py).
 
 Sections: `data`, `experts`, `sweep` (below) and one per registered router family (`gater`,
 `exits`, ...: each family brings its own dataclass, sweep/families/). `cfg.gater` is the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -68,6 +70,7 @@ class SweepConfig:
     address: str | None = None           # Ray cluster; else RAY_ADDRESS; else a local one
     storage_path: str | None = None      # Tune state; default OUT/tune
     cascade_thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(10, 21))
+    max_grid_trials: int = 5000          # refuse a grid with more trials (a typo guard)
     tune_verbose: int = 1                # Tune's console: 0 silent; 1 (Tune's default) status
                                          # table + each trial's config and final result;
                                          # 2 also every epoch's result
@@ -139,7 +142,7 @@ def from_dict(cls, d: dict, path: str = ""):
     unknown = set(d) - set(hints)
     if unknown:
         where = f" in '{path}'" if path else ""
-        raise UserError(f"unknown config key{where}: {sorted(unknown)[0]!r}; known: "
+        raise UserError(f"unknown config key{where}: {sorted(unknown, key=str)[0]!r}; known: "
                         f"{', '.join(sorted(hints))}")
     kw = {k: _coerce(v, hints[k], f"{path}.{k}" if path else k) for k, v in d.items()}
     return cls(**kw)
@@ -150,7 +153,7 @@ def _config_from_dict(d: dict) -> Config:
     hints = {**{k: typing.get_type_hints(Config)[k] for k in SCALARS}, **types_}
     unknown = set(d) - set(hints)
     if unknown:
-        raise UserError(f"unknown config key: {sorted(unknown)[0]!r}; known: "
+        raise UserError(f"unknown config key: {sorted(unknown, key=str)[0]!r}; known: "
                         f"{', '.join(sorted(hints))}")
     scalars = {k: _coerce(d[k], hints[k], k) for k in SCALARS if k in d}
     sections = {k: _coerce(d.get(k, {}), tp, k) for k, tp in types_.items()}
@@ -179,26 +182,79 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+class RepeatedKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key repeated in one mapping (PyYAML keeps the last one) and
+    reads `1e-4` as a float (YAML 1.1 needs `1.0e-4`; PyYAML would return the string)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":      # `<<: *base` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:                   # unhashable key: SafeLoader reports it
+                continue
+            if key in first_line:
+                raise RepeatedKey(None, None, f"key {key!r} on line {key_node.start_mark.line + 1}"
+                                  f" repeats line {first_line[key]}", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def _yaml(text: str, where: str):
+    """YAML text -> value; a syntax error or repeated key -> UserError naming `where`."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)
+    except RepeatedKey as e:
+        raise UserError(f"{where}: {e.problem} (one value per key; the last one would silently "
+                        f"win)") from None
+    except yaml.MarkedYAMLError as e:
+        mark = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
+        raise UserError(f"{where} is not valid YAML: {e.problem or e.context}{mark}") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def read_config_file(path: str) -> dict:
+    """A YAML config file -> its top-level mapping; anything else -> UserError naming it."""
+    if not os.path.exists(path):
+        raise UserError(f"config file '{path}' does not exist")
+    if not os.path.isfile(path):
+        raise UserError(f"config file '{path}' is not a file")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"config file '{path}' is not valid UTF-8 text (byte {e.start}); "
+                        f"save it as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"config file '{path}' cannot be read: {e.strerror}") from None
+    raw = _yaml(text, f"config file '{path}'")
+    if raw is None or raw == {}:
+        raise UserError(f"config file '{path}' is empty; give at least one key (or no --config)")
+    if not isinstance(raw, dict):
+        raise UserError(f"config file '{path}' must be a mapping of keys at the top level, "
+                        f"got a {type(raw).__name__}")
+    return raw
+
+
 def read_config(path: str | None = None, overrides=()) -> Config:
     """Defaults <- YAML file <- `key=value` overrides (types checked, ranges not)."""
-    raw: dict = {}
-    if path:
-        if not os.path.isfile(path):
-            raise UserError(f"config file '{path}' does not exist")
-        try:
-            with open(path) as f:
-                raw = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}")
-        if not isinstance(raw, dict):
-            raise UserError(f"config file '{path}' must be a mapping at the top level")
+    raw: dict = read_config_file(path) if path else {}
     for item in overrides:
         if "=" not in item:
             raise UserError(f"--set expects key=value, got {item!r}")
         key, text = item.split("=", 1)
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise UserError(f"--set {key}: cannot parse value {text!r}")
-        _set_path(raw, key.strip(), value)
+        _set_path(raw, key.strip(), _yaml(text, f"--set {key.strip()} value {text!r}"))
     return from_dict(Config, _merge(to_dict(Config()), raw))

@@ -14,7 +14,13 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 class ImageSet:
     images: np.ndarray        # uint8 [N, S, S, 3]
     labels: np.ndarray        # int64 [N]
-    class_names: tuple
+    class_names: tuple        # the dataset's class list: label i is class_names[i]
+
+    @property
+    def num_classes(self) -> int:
+        """The class count, from the class list (never from the labels: a class missing from
+        a split must not shrink every model's head)."""
+        return len(self.class_names)
 
     def take(self, idx) -> "ImageSet":
         return ImageSet(self.images[idx], self.labels[idx], self.class_names)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sweep.errors import check_values, require
 from sweep.families.family import Family, Words, register
 from sweep.families.rows import (SPLITS, add_threshold_method, base_meta, correct_targets,
                                  trial_meta, val_curve)
+from sweep.rules import COUNT, FRACTION, NONNEG, POS, Choice, Flag, Grid, Num
 from trainers import baselines as B
 from trainers import em_router as EM
 from trainers.multiexit import AUGMENTATIONS
@@ -50,16 +50,15 @@ class ExitsConfig:
     branchynet_thresholds: tuple[float, ...] = tuple(round(0.1 * i, 2) for i in range(0, 24))
 
 
-def check(e) -> None:
-    check_values("exits.thresholds", e.thresholds, 0.0, 1.0)
-    check_values("exits.branchynet_thresholds", e.branchynet_thresholds, lo=0.0)
-    require(e.em_iters >= 1, f"exits.em_iters must be >= 1, got {e.em_iters}")
-    require(e.exit_cost in ("flops", "uniform"), "exits.exit_cost must be 'flops' or 'uniform'")
-    require(e.stem in ("auto", "cifar", "imagenet"), "exits.stem must be auto, cifar or imagenet")
-    require(e.width >= 1 and e.epochs >= 1 and e.head_epochs >= 1 and e.router_epochs >= 1,
-            "exits.width, epochs, head_epochs and router_epochs must be >= 1")
-    require(all(a in AUGMENTATIONS for a in e.augment),
-            f"exits.augment must use {', '.join(AUGMENTATIONS)}, got {list(e.augment)}")
+# one rule per field of the section besides enabled / lams / taus / seeds (Family.section_rules)
+RULES = {"width": COUNT, "input_size": Num(8, 1024, optional=True),
+         "stem": Choice(("auto", "cifar", "imagenet")), "epochs": COUNT, "lr": POS,
+         "batch_size": COUNT, "augment": Grid(Choice(AUGMENTATIONS), empty_ok=True),
+         "train_on_corrupted": Flag(), "head_hidden": COUNT, "head_epochs": COUNT,
+         "exit_cost": Choice(("flops", "uniform")), "em_iters": COUNT, "em_tol": NONNEG,
+         "router_hidden": COUNT, "router_epochs": COUNT, "router_lr": POS,
+         "router_batch_size": COUNT, "thresholds": Grid(FRACTION),
+         "branchynet_thresholds": Grid(NONNEG)}
 
 
 # ----------------------------------------------------------------------------- costs
@@ -180,4 +179,4 @@ FAMILY = register(Family(
                 title="Exit family — EM router over a multi-exit backbone "
                       "(cost: fraction of full compute)"),
     store_part="exits", costs=exit_costs, settings=settings, trial=trial, assemble=assemble,
-    lam_range=EM.LAM_RANGE, check=check, cost_manifest=cost_manifest))
+    lam_range=EM.LAM_RANGE, rules=RULES, cost_manifest=cost_manifest))

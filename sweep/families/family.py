@@ -3,7 +3,8 @@
 A family is everything the stages need to know about one kind of router:
 
     stage    what the entry gives it
-    config   `section` + `config` (its dataclass), `check`, the λ range (`check_grid`)
+    config   `section` + `config` (its dataclass), `rules` (one per field of it, the λ range
+             included: `section_rules`), `check` (checks across its fields)
     store    `store_part`: the feature-store part its trials read
     tuning   `settings` (what a trial gets besides the store) and `trial` (the trial itself)
     tables   `costs`, `assemble` (decisions + baselines -> rows), `method(s)`, `cost_unit`
@@ -15,10 +16,10 @@ hold plain functions of plain values: no family reads another's section, no stag
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
-from sweep.errors import check_values
+from sweep.rules import POS, SEED, Flag, Grid, Num
 
 # Keys of the config that are not family sections (a family may not take them).
 RESERVED = ("name", "device", "cache_dir", "data", "experts", "sweep")
@@ -55,7 +56,9 @@ class Family:
     assemble: Callable          # (family, tables, store, trials, costs, cfg) -> None: add rows
     methods: tuple = ()         # every other `method` its rows use (baselines), for the manifest
     lam_range: tuple = (0.0, None)   # (lo, hi) of λ; None = unbounded. τ is always > 0
-    check: Callable = _nothing       # (section) -> None; UserError for a bad value
+    rules: dict = field(default_factory=dict)   # its section's other fields -> a rule
+                                                # (sweep/rules.py): every field has one
+    check: Callable = _nothing       # (section) -> None: checks across its fields (UserError)
     preflight: Callable = _nothing   # (cfg) -> None: checks reading files or the network
     extras: Callable = _no_extras    # (cfg) -> {key: arrays} shipped to trials with the store
     cost_manifest: Callable | None = None   # (cfg, meta, costs) -> manifest["costs"] entries
@@ -66,12 +69,12 @@ class Family:
     def enabled(self, cfg) -> bool:
         return bool(self.section_of(cfg).enabled)
 
-    def check_grid(self, section) -> None:
-        """THE validator of λ / τ / seed grids: λ within `lam_range`, τ > 0, none empty."""
+    def section_rules(self) -> dict:
+        """{field: rule} for every field of its section. THE λ / τ / seed grid rules: λ within
+        `lam_range`, τ > 0, seeds usable by numpy and torch; none empty, no value twice."""
         lo, hi = self.lam_range
-        check_values(f"{self.section}.lams", section.lams, lo, hi)
-        check_values(f"{self.section}.taus", section.taus, positive=True)
-        check_values(f"{self.section}.seeds", section.seeds)
+        return {"enabled": Flag(), "lams": Grid(Num(lo, hi)), "taus": Grid(POS),
+                "seeds": Grid(SEED), **self.rules}
 
     def grid(self, cfg) -> list[dict]:
         """Its grid points {family, lam, tau, seed}, λ fastest, then τ, then seed."""

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sweep.errors import require, user_errors
+from sweep.errors import user_errors
 from sweep.families.family import Family, Words, register
 from sweep.families.rows import (SPLITS, add_routes, add_threshold_method, base_meta,
                                  correct_targets, trial_meta)
+from sweep.rules import COUNT, POS, SIZE, Choice, Flag
 from trainers import baselines as B
 from trainers import gater as G
 
@@ -40,12 +41,10 @@ class GaterConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
 
 
-def check(g) -> None:
-    require(g.lr > 0 and g.batch_size >= 1 and g.epochs >= 1 and g.ce_scale > 0,
-            "gater.lr, batch_size, epochs and ce_scale must be positive")
-    require(g.gater_size >= 8, f"gater.gater_size must be >= 8, got {g.gater_size}")
-    require(g.eval_route in ("argmax", "sampled"), "gater.eval_route must be argmax or sampled")
-    require(g.precision in ("fp32", "bf16"), "gater.precision must be fp32 or bf16")
+# one rule per field of the section besides enabled / lams / taus / seeds (Family.section_rules)
+RULES = {"gater_size": SIZE, "embed_dim": COUNT, "trunk_pretrained": Flag(), "lr": POS,
+         "batch_size": COUNT, "epochs": COUNT, "ce_scale": POS,
+         "eval_route": Choice(("argmax", "sampled")), "precision": Choice(("fp32", "bf16"))}
 
 
 def preflight(cfg) -> None:
@@ -196,5 +195,5 @@ FAMILY = register(Family(
     words=Words(lam="λ (weight on classification)", tau="τ (Gumbel temperature)",
                 title="Expert family — gater over frozen experts (cost: latency, ms)"),
     store_part="experts", costs=expert_costs, settings=settings, trial=trial, assemble=assemble,
-    lam_range=G.LAM_RANGE, check=check, preflight=preflight, extras=extras,
+    lam_range=G.LAM_RANGE, rules=RULES, preflight=preflight, extras=extras,
     cost_manifest=cost_manifest))

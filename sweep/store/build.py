@@ -38,7 +38,7 @@ from trainers.gater import Gater
 CODE_FILES = ("sweep/data/datasets.py", "sweep/data/imagefolder.py", "sweep/data/images.py",
               "sweep/data/corruptions.py", "sweep/store/build.py", "trainers/experts.py",
               "trainers/multiexit.py", "trainers/frozen.py", "trainers/gater.py",
-              "trainers/cost.py")
+              "trainers/cost.py", "trainers/layout.py")
 # ... and the hashes of those files known to build the very same arrays as an earlier hash (a
 # refactor that moved code but changed no number): caches built before it stay valid. Checked
 # by building a store with both versions and comparing every array and meta value.
@@ -97,19 +97,23 @@ def needed_parts(cfg) -> list[str]:
 
 def build_store(cfg, splits, *, device: str, parts=None, log=print) -> tuple[dict, dict]:
     """-> (store, info) where info says per part whether it came from the cache.
-    parts: the part names to build (default: those the enabled families read)."""
+    parts: the part names to build (default: those the enabled families read). Runs sharing
+    cache_dir build a part once: the second waits for the first (store_io.part_lock)."""
     expanded, loaded, info = None, [], {}
+    ncls = splits["train"].num_classes        # every model's head: the dataset's class list
     for part in needed_parts(cfg) if parts is None else parts:
         path = os.path.join(cfg.cache_dir, part_key(part, cfg, device))
-        hit = store_io.is_complete(path)
-        if not hit:
-            expanded = expanded if expanded is not None else expand_all(cfg, splits)
-            log(f"[features] building '{part}' part -> {path}")
-            arrays, meta = PARTS[part](cfg, expanded, device=device)
-            store_io.save_part(path, arrays, meta)
-        else:
-            log(f"[features] cache hit for '{part}': {path}")
-        loaded.append(store_io.load_part(path))
+        wait = lambda: log(f"[features] another run is building '{part}'; waiting for {path}")
+        with store_io.part_lock(path, on_wait=wait):
+            hit = store_io.is_complete(path)
+            if not hit:
+                expanded = expanded if expanded is not None else expand_all(cfg, splits)
+                log(f"[features] building '{part}' part -> {path}")
+                arrays, meta = PARTS[part](cfg, expanded, ncls=ncls, device=device)
+                store_io.save_part(path, arrays, meta)
+            else:
+                log(f"[features] cache hit for '{part}': {path}")
+        loaded.append(store_io.load_part(path))         # complete parts never change: no lock
         info[part] = {"path": os.path.abspath(path), "cache_hit": hit}
     return merge_parts(loaded), info
 
@@ -131,9 +135,8 @@ def _per_severity_accuracy(correct: np.ndarray, severity: np.ndarray) -> dict:
     return out
 
 
-def _build_experts(cfg, expanded, *, device):
+def _build_experts(cfg, expanded, *, ncls: int, device):
     specs = [zoo.spec_from_dict(d) for d in resolved_expert_dicts(cfg)]
-    ncls = int(expanded["train"]["label"].max()) + 1
     arrays = {s: {**_columns(x), "expert_logits": [],
                   "gater_input": resize_uint8(x["images"], cfg.gater.gater_size)}
               for s, x in expanded.items()}
@@ -177,9 +180,8 @@ def _build_experts(cfg, expanded, *, device):
     return arrays, meta
 
 
-def _build_exits(cfg, expanded, *, device):
+def _build_exits(cfg, expanded, *, ncls: int, device):
     e, tr = cfg.exits, expanded["train"]
-    ncls = int(tr["label"].max()) + 1
     size = e.input_size or cfg.data.image_size
     stem = e.stem if e.stem != "auto" else ("cifar" if size <= 64 else "imagenet")
     expanded = {s: {**x, "images": resize_uint8(x["images"], size)} for s, x in expanded.items()}
@@ -215,5 +217,6 @@ def _build_exits(cfg, expanded, *, device):
     return arrays, meta
 
 
-# part name -> builder (cfg, expanded splits, device) -> (arrays {split: {name: array}}, meta)
+# part name -> builder (cfg, expanded splits, *, ncls: the class count, device)
+#   -> (arrays {split: {name: array}}, meta)
 PARTS = {"experts": _build_experts, "exits": _build_exits}

@@ -18,7 +18,8 @@ from sweep.store.build import build_store, needed_parts, part_key
 def pull_part(mirror: str | None, local_path: str) -> bool:
     """Fetch a cache part from the mirror unless it is already complete locally.
 
-    -> True when it was fetched. Written beside the target and renamed into place."""
+    -> True when it was fetched. Written beside the target and renamed into place (a complete
+    part another run installed meanwhile is kept: store_io.install)."""
     if not mirror or store_io.is_complete(local_path):
         return False
     remote = fs.join(mirror, os.path.basename(local_path))
@@ -31,9 +32,7 @@ def pull_part(mirror: str | None, local_path: str) -> bool:
         fs.download_dir(remote, tmp)
         if not store_io.is_complete(tmp):
             return False
-        if os.path.exists(local_path):
-            shutil.rmtree(local_path)
-        os.replace(tmp, local_path)
+        store_io.install(tmp, local_path)     # never removes a complete part a run is reading
         return True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -38,13 +38,24 @@ def plan_for(storage_path: str | None, out: str) -> Plan:
     return Plan(join(root, "tune"), run, join(root, "cache"), join(root, "results", run))
 
 
+def relocated(plan: Plan, out: str) -> Plan:
+    """The plan once the run's directory is `out`: without shared storage the Tune experiment
+    lives in OUT/tune and moves with it (a run built beside OUT, or a copied run)."""
+    if plan.results is not None:
+        return plan
+    return Plan(os.path.abspath(os.path.join(out, "tune")), plan.name, plan.cache, None)
+
+
+def describe(plan: Plan) -> dict:
+    """The manifest's "storage" entry."""
+    return {**dataclasses.asdict(plan), "experiment": plan.experiment}
+
+
 def plan_from_manifest(manifest: dict, results_dir: str) -> Plan:
     """The stored plan; a local default experiment is found beside RESULTS_DIR (it may move)."""
     p = manifest["storage"]
-    if p.get("results") is None:
-        return Plan(os.path.abspath(os.path.join(results_dir, "tune")), p["name"],
-                    p.get("cache"), None)
-    return Plan(p["tune_storage"], p["name"], p.get("cache"), p["results"])
+    return relocated(Plan(p["tune_storage"], p["name"], p.get("cache"), p.get("results")),
+                     results_dir)
 
 
 def publish_results(out: str, plan: Plan) -> None:

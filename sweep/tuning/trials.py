@@ -28,6 +28,24 @@ from ray import tune
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 
+_PLAIN = (int, float, bool, str, bytes, type(None))
+
+
+def not_weights_only(x, where: str = "state") -> str | None:
+    """Where `x` holds something `torch.load(weights_only=True)` refuses (numpy arrays AND numpy
+    scalars: np.float64 subclasses float, so types are compared exactly), else None."""
+    if torch.is_tensor(x) or type(x) in _PLAIN:
+        return None
+    if isinstance(x, dict):
+        return next((p for k, v in x.items() for p in (
+            not_weights_only(k, f"{where} key"), not_weights_only(v, f"{where}[{k!r}]")) if p),
+            None)
+    if isinstance(x, (list, tuple)):
+        return next((p for i, v in enumerate(x) if (p := not_weights_only(v, f"{where}[{i}]"))),
+                    None)
+    return f"{where}: {type(x).__module__}.{type(x).__name__}"
+
+
 class Session:
     """The Ray side of one trial, as a family's trial function sees it."""
 
@@ -47,9 +65,13 @@ class Session:
     def report(self, metrics: dict, state: dict | None = None,
                arrays: dict | None = None) -> None:
         """tune.report; with a state or arrays, a checkpoint written to a temporary directory:
-        Tune persists it to storage during the call, so the local copy goes right after."""
+        Tune persists it to storage during the call, so the local copy goes right after.
+        `state` must load with weights_only=True (tensors, plain values): checked here, since a
+        checkpoint that cannot be restored only shows when a resume needs it."""
         if state is None and arrays is None:
             return tune.report(metrics)
+        if (bad := not_weights_only(state)) is not None:
+            raise TypeError(f"trial checkpoint would not restore (weights_only): {bad}")
         with tempfile.TemporaryDirectory(prefix="ckpt-") as d:
             torch.save(state or {}, os.path.join(d, "state.pt"))
             if arrays is not None:      # the final checkpoint: decisions + the metrics reported

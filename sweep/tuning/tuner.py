@@ -77,9 +77,10 @@ def trainable(cfg, store: dict, fn=router_trial):
 
 
 def make_tuner(cfg, store: dict, settings: dict, costs: dict | None = None, *,
-               storage_path: str, name: str = "sweep", fn=router_trial):
+               storage_path: str, name: str = "sweep", fn=router_trial, callbacks=()):
     """storage_path: a directory or a URI (s3://, gs://, file://) that pyarrow can open.
-    fn: the trainable (config, store, trials) -> None; the benchmark wraps router_trial."""
+    fn: the trainable (config, store, trials) -> None; the benchmark wraps router_trial.
+    callbacks: driver-side tune.Callbacks (saved in tuner.pkl, so restored with it)."""
     sw = cfg.sweep
     return tune.Tuner(
         trainable(cfg, store, fn),
@@ -90,6 +91,7 @@ def make_tuner(cfg, store: dict, settings: dict, costs: dict | None = None, *,
                                     trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, verbose=sw.tune_verbose,
+            callbacks=list(callbacks),
             failure_config=tune.FailureConfig(max_failures=sw.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
 
