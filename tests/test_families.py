@@ -7,7 +7,8 @@
 * a toy third family -- the cheapest expert when its softmax is confident, else the costliest --
   is added HERE by registering it (no sweep code knows it): it gets its own config section, runs
   through the same checks, and (slow) through Ray Tune into points.parquet and the report;
-* the one λ / τ validator (`Family.section_rules`) takes each family's λ range.
+* the one λ / τ validator (`Family.section_rules`) takes each family's λ range; a family
+  whose section lacks a grid field or a rule for a field is refused when registered.
 """
 import json
 import sys
@@ -22,6 +23,7 @@ from sweep.config import load_config
 from sweep.errors import UserError
 from sweep.families import Family, Words, gater, rows
 from sweep.results.tables import Tables
+from sweep.rules import Num
 from tests.conftest import TINY
 
 
@@ -149,6 +151,29 @@ def test_names_and_sections_are_unique(toy):
         families.register(TOY)
     with pytest.raises(ValueError, match="reserved"):
         families.register(Family(**{**TOY.__dict__, "name": "x", "section": "data"}))
+
+
+def test_every_field_of_a_family_section_needs_a_rule():
+    @dataclass(frozen=True)
+    class WithExtra(ConfidenceConfig):
+        margin: float = 0.1
+    extra = {**TOY.__dict__, "name": "x", "section": "x", "config": WithExtra}
+    with pytest.raises(ValueError, match="no rule for x.margin"):
+        families.register(Family(**extra))
+    families.register(Family(**{**extra, "rules": {"margin": Num(0, 1)}}))
+    try:
+        with pytest.raises(UserError, match="x.margin must be a finite number in \\[0, 1\\]"):
+            load_config(None, ["x.margin=2.0"])
+    finally:
+        families.unregister("x")
+
+    @dataclass(frozen=True)
+    class NoSeeds:
+        enabled: bool = False
+        lams: tuple[float, ...] = (0.5,)
+        taus: tuple[float, ...] = (1.0,)
+    with pytest.raises(ValueError, match="lacks seeds"):
+        families.register(Family(**{**extra, "config": NoSeeds}))
 
 
 @pytest.mark.parametrize("section, values, ok", [

@@ -16,6 +16,7 @@ hold plain functions of plain values: no family reads another's section, no stag
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -93,8 +94,22 @@ class Family:
 _REGISTRY: dict[str, Family] = {}
 
 
+GRID_FIELDS = ("enabled", "lams", "taus", "seeds")   # every family section has these
+
+
 def register(family: Family) -> Family:
-    """Add a family (its section becomes a config key); names and sections must be new."""
+    """Add a family (its section becomes a config key); names and sections must be new, and
+    its section needs the grid fields and a rule for each of its fields (ValueError)."""
+    fields = [f.name for f in dataclasses.fields(family.config)]
+    lacking = [k for k in GRID_FIELDS if k not in fields]
+    if lacking:
+        raise ValueError(f"family {family.name!r}: its section {family.config.__name__} lacks "
+                         f"{', '.join(lacking)}")
+    ruled = family.section_rules()
+    unruled = [k for k in fields if k not in ruled]
+    if unruled:
+        raise ValueError(f"family {family.name!r}: no rule for {family.section}.{unruled[0]} "
+                         f"(give one in Family.rules, from sweep/rules.py)")
     for f in _REGISTRY.values():
         if family.name in (f.name, f.section) or family.section in (f.name, f.section):
             raise ValueError(f"family {family.name!r} / section {family.section!r} is taken "
