@@ -72,3 +72,29 @@ def test_partial_part_is_not_complete(built, tmp_path):
     os.remove(dst / "MANIFEST.json")
     assert not store_io.is_complete(str(dst))
 
+
+def _builder_modules() -> set:
+    """The data / store / trainers modules sweep/store/build.py imports, directly or through
+    each other (not through the registry or the config: they build no array)."""
+    from tests.test_imports import EDGES
+    inside = lambda m: m.startswith(("sweep.data.", "sweep.store.", "trainers."))
+    seen, todo = set(), ["sweep.store.build"]
+    while todo:
+        for n in EDGES[todo.pop()]:
+            if inside(n) and n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return seen - {"sweep.store.io", "sweep.store.same_build"}     # storage, not building
+
+
+def test_the_key_hashes_every_file_that_builds_a_part():
+    """Every data / trainers module the builder reaches is in CODE_FILES (trainers/layout.py:
+    the conv nets' memory format changes the floats); the equivalence table is not (adding an
+    entry must not change the hash it names), and it maps in one step (no chains)."""
+    from sweep.store.build import CODE_FILES, _ROOT
+    from sweep.store.same_build import SAME_BUILD_AS
+    files = {m.replace(".", "/") + ".py" for m in _builder_modules()}
+    assert "trainers/layout.py" in files and files <= set(CODE_FILES), files - set(CODE_FILES)
+    assert all(os.path.isfile(os.path.join(_ROOT, f)) for f in CODE_FILES)
+    assert "sweep/store/same_build.py" not in CODE_FILES
+    assert not set(SAME_BUILD_AS.values()) & set(SAME_BUILD_AS)

@@ -29,6 +29,7 @@ from sweep.data.corruptions import SEVERITIES, expand_all
 from sweep.data.images import resize_uint8
 from sweep.errors import user_errors
 from sweep.store import io as store_io
+from sweep.store.same_build import SAME_BUILD_AS
 from trainers import experts as zoo
 from trainers import multiexit as mx
 from trainers.cost import count_flops, measure_latency_ms
@@ -39,10 +40,7 @@ CODE_FILES = ("sweep/data/datasets.py", "sweep/data/imagefolder.py", "sweep/data
               "sweep/data/corruptions.py", "sweep/store/build.py", "trainers/experts.py",
               "trainers/multiexit.py", "trainers/frozen.py", "trainers/gater.py",
               "trainers/cost.py", "trainers/layout.py")
-# ... and the hashes of those files known to build the very same arrays as an earlier hash (a
-# refactor that moved code but changed no number): caches built before it stay valid. Checked
-# by building a store with both versions and comparing every array and meta value.
-SAME_BUILD_AS = {}
+# ... (and sweep/store/same_build.py: versions checked to build the same parts as an earlier one)
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
