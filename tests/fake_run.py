@@ -134,6 +134,20 @@ def listing(path) -> dict:
     return out
 
 
+def fake_tune(monkeypatch, restore_from=None):
+    """Tune's report / get_checkpoint faked for a trial run in-process: -> (metrics reported,
+    checkpoints kept: a copy of each, since Session.report removes its directory)."""
+    reports, ckpts = [], []
+
+    def report(m, checkpoint=None):
+        reports.append(m)
+        if checkpoint is not None:
+            ckpts.append(tune.Checkpoint.from_directory(checkpoint.to_directory()))
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: restore_from)
+    return reports, ckpts
+
+
 def tiny_trainable(config):
     """A Tune function trainable: three results, each with a checkpoint (metrics.json)."""
     for i in range(3):

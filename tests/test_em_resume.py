@@ -14,6 +14,7 @@ import torch
 
 import sweep.tuning.trials as T
 from sweep.families import em
+from tests.fake_run import fake_tune
 from trainers.em_router import run_em
 
 torch.set_num_threads(1)
@@ -111,14 +112,7 @@ POINT = {"family": "exits", "lam": 1.0, "tau": 1.0, "seed": 2}
 
 def _run_trial(monkeypatch, store, restore_from=None):
     """The EM trial with Tune's report / get_checkpoint faked: -> (metrics, checkpoints)."""
-    reports, ckpts = [], []
-
-    def fake_report(m, checkpoint=None):
-        reports.append(m)
-        if checkpoint is not None:       # keep a copy: report removes its directory
-            ckpts.append(T.tune.Checkpoint.from_directory(checkpoint.to_directory()))
-    monkeypatch.setattr(T.tune, "report", fake_report)
-    monkeypatch.setattr(T.tune, "get_checkpoint", lambda: restore_from)
+    reports, ckpts = fake_tune(monkeypatch, restore_from)
     em.trial(POINT, SETTINGS, store, T.Session({}))
     return reports, ckpts
 

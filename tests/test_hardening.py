@@ -15,6 +15,7 @@ import sweep.tuning.tuner as TT
 from sweep.families import gater
 from sweep.results import tables as results
 from sweep.store import io as store_io
+from tests.fake_run import fake_tune
 from trainers import gater as G
 
 
@@ -60,14 +61,7 @@ def test_nan_trial_reports_failed_with_reason():
 def test_trial_restored_from_its_final_checkpoint_reports_its_metrics_again(monkeypatch):
     """A trial that finished before Tune recorded it (driver or node died) is restored from
     its final checkpoint: it re-reports that checkpoint's metrics and does not train again."""
-    reports, ckpts = [], []
-
-    def fake_report(m, checkpoint=None):
-        reports.append(m)
-        if checkpoint is not None:       # keep a copy: report removes its directory
-            ckpts.append(TT.tune.Checkpoint.from_directory(checkpoint.to_directory()))
-    monkeypatch.setattr(T.tune, "report", fake_report)
-    monkeypatch.setattr(T.tune, "get_checkpoint", lambda: None)
+    reports, ckpts = fake_tune(monkeypatch)
     n = 40
     split = {"gater_input": np.zeros((n, 16, 16, 3), np.uint8), "label": np.zeros(n, np.int64),
              "expert_logits": np.random.default_rng(0).normal(size=(n, 2, 3)).astype(np.float32)}
