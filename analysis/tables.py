@@ -111,11 +111,11 @@ def build_tables(data: dict, *, confidence=0.95, seed=0) -> dict:
     points, routes, decisions = data["points"], data["routes"], data["decisions"]
     agg = aggregate_seeds(points, confidence=confidence, seed=seed)
     shares = route_shares(points, routes)
+    severities = severity_order(data["manifest"], points)
     tables = {"aggregate": agg, "frontier": frontier_table(agg), "lift": lift_table(agg),
               "scores": scores_table(agg), "failed": failed_table(points, data["manifest"]),
-              "significance": significance_table(agg, points, decisions),
-              "manifest": data["manifest"], "points": points,
-              "severities": severity_order(data["manifest"], points),
+              "significance": significance_table(agg, points, decisions, severities),
+              "manifest": data["manifest"], "points": points, "severities": severities,
               "families": {f: fam.describe(data["manifest"], f, points)
                            for f in families(agg, data["manifest"])}}
     for family in tables["families"]:
