@@ -21,9 +21,7 @@ import sys
 from sweep.config import load_config, preflight
 from sweep.errors import UserError
 from sweep.fs import check_storage
-from sweep.pipeline import run_pipeline
 from sweep.results.outdir import check_out
-from sweep.resume import resume_run
 
 SMOKE = ["gater.lams=[0.5,1.0]", "gater.taus=[1.0]", "gater.seeds=[0]", "gater.epochs=1",
          "exits.lams=[0.0,2.0]", "exits.taus=[1.0]", "exits.seeds=[0]", "exits.em_iters=1",
@@ -102,6 +100,7 @@ def _outcome(manifest: dict) -> int:
 def _resume(args) -> int:
     if args.out or args.overwrite:
         return _fail(UserError("--resume writes into RESULTS_DIR; drop --out / --overwrite"))
+    from sweep.resume import resume_run        # heavy (Ray, torch, the report): needed from here
     try:
         manifest = resume_run(args.resume, given=_given_config(args), address=args.address,
                               report=not args.no_report)
@@ -123,6 +122,7 @@ def main(argv=None) -> int:
         preflight(cfg)
     except UserError as e:
         return _fail(e)
+    from sweep.pipeline import run_pipeline    # heavy (Ray, the report): the input is checked
     try:
         manifest = run_pipeline(cfg, out=out, overwrite=args.overwrite, address=args.address,
                                 report=not args.no_report, features_on=args.features_on)

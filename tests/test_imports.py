@@ -18,8 +18,10 @@ PACKAGES = ("sweep", "trainers", "analysis")
 SHARED = ("sweep", "sweep.errors", "sweep.rules", "sweep.device", "sweep.fs", "sweep.families")
 STAGES = ("sweep.config", "sweep.data", "sweep.store", "sweep.tuning", "sweep.results")
 TOP = ("sweep.pipeline", "sweep.run", "sweep.resume", "sweep.bench")
-# imported inside a function: slow to import and needed by one path only
-HEAVY = {"timm", "sklearn.datasets", "huggingface_hub", "sweep.bench"}
+# imported inside a function: slow to import and needed by one path only (the CLI loads the
+# run and the resume, i.e. Ray and the report, once its input is checked)
+HEAVY = {"timm", "sklearn.datasets", "huggingface_hub", "sweep.bench", "sweep.pipeline",
+         "sweep.resume"}
 
 
 def _modules() -> dict[str, str]:
