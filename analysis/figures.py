@@ -6,6 +6,9 @@
 (b) `routing_figure`: share of samples per target, stacked bars across configurations, one
     panel per severity.  (c) `severity_figure`: accuracy per severity across λ.
 (d) `baseline_figure`: accuracy and cost of the baselines and each learned router's best.
+
+`info` is the family's `analysis.families.describe`: its words name the λ / τ axes, panels and
+hover lines (what λ and τ weigh differs by family); `severities` orders the severity levels.
 """
 from __future__ import annotations
 
@@ -16,8 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.frontier import SINGLE_METHODS, is_learned, select, static_mixing
-from analysis.io import SEVERITIES
+from analysis.families import GENERIC
+from analysis.frontier import METHOD_ORDER, SINGLE_METHODS, is_learned, select, static_mixing
 
 METHOD_COLORS = {"gater": "#0072B2", "em_router": "#332288", "expert": "#4D4D4D",
                  "exit": "#4D4D4D", "random": "#A0A0A0", "branchynet": "#E69F00",
@@ -32,8 +35,6 @@ FRONTIER_COLOR, HULL_COLOR = "#D55E00", "#7F7F7F"
 SEVERITY_NAMES = {"all": "overall"}
 AXIS_TITLES = {"ms": "latency per sample (ms)",
                "compute": "cost per sample (fraction of full compute)"}
-METHOD_ORDER = ("expert", "exit", "random", "branchynet", "cascade", "gater", "em_router",
-                "oracle")
 LAYOUT = dict(template="plotly_white", font=dict(family="Inter, Segoe UI, Helvetica, Arial",
                                                   size=13), hoverlabel=dict(align="left"))
 
@@ -60,10 +61,18 @@ def _unit(frame: pd.DataFrame) -> str:
     return units[0] if len(units) else ""
 
 
-def _hover(row: dict, unit: str) -> str:
+def _levels(present, severities) -> list:
+    """'all' then the severity levels present, in `severities` order (else as they come)."""
+    present = list(dict.fromkeys(present))
+    order = list(severities) if severities is not None else present
+    return [s for s in ["all", *order] if s in present] + [
+        s for s in present if s != "all" and s not in order]
+
+
+def _hover(row: dict, unit: str, info: dict = GENERIC) -> str:
     """Hover text of one point: method, variant, λ, τ, threshold, seed(s), accuracy, cost."""
     lines = [f"<b>{esc(row['method'])}</b>"]
-    for name, col in (("variant", "variant"), ("λ", "lam"), ("τ", "tau"),
+    for name, col in (("variant", "variant"), (info["lam"], "lam"), (info["tau"], "tau"),
                       ("threshold", "threshold"), ("seed", "seed"), ("seeds", "seeds")):
         value = row.get(col)
         if value is not None and not (isinstance(value, float) and np.isnan(value)) \
@@ -89,7 +98,7 @@ def _err(frame: pd.DataFrame, col: str) -> dict:
                 thickness=1.2, width=3)
 
 
-def _severity_traces(agg, points, frontier, *, family, severity) -> list:
+def _severity_traces(agg, points, frontier, *, family, severity, info) -> list:
     """All traces of panel (a) for one severity."""
     means = select(agg, family=family, severity=severity)
     means = means[means["accuracy"].notna()]
@@ -99,22 +108,22 @@ def _severity_traces(agg, points, frontier, *, family, severity) -> list:
     for method in _methods(means):
         m, r = means[means["method"] == method], raw[raw["method"] == method]
         if len(r) > len(m):  # several seeds: show each one faintly
-            traces.append(_seed_trace(r, unit, method))
-        traces += (_single_traces(m, unit, method_color(method)) if method in SINGLE_METHODS
-                   else [_mean_trace(m, unit, method)])
+            traces.append(_seed_trace(r, unit, method, info))
+        traces += (_single_traces(m, unit, method_color(method), info)
+                   if method in SINGLE_METHODS else [_mean_trace(m, unit, method, info)])
     return traces + _lines(means, frontier, family=family, severity=severity)
 
 
-def _seed_trace(r: pd.DataFrame, unit: str, method: str) -> go.Scatter:
+def _seed_trace(r: pd.DataFrame, unit: str, method: str, info: dict) -> go.Scatter:
     """Every successful seed of one method, small and faint, with its own hover."""
     return go.Scatter(
         x=r["cost"], y=r["accuracy"], mode="markers", legendgroup=esc(method),
         showlegend=False, marker=dict(color=method_color(method), size=5, opacity=0.35),
-        hovertext=[_hover(x, unit) for x in r.to_dict("records")],
+        hovertext=[_hover(x, unit, info) for x in r.to_dict("records")],
         hovertemplate="%{hovertext}<extra></extra>", name=esc(method) + " (seed)")
 
 
-def _mean_trace(m: pd.DataFrame, unit: str, method: str) -> go.Scatter:
+def _mean_trace(m: pd.DataFrame, unit: str, method: str, info: dict) -> go.Scatter:
     """Seed means of one method with 95% CI error bars in both directions."""
     oracle = method == "oracle"
     return go.Scatter(
@@ -123,11 +132,11 @@ def _mean_trace(m: pd.DataFrame, unit: str, method: str) -> go.Scatter:
                                     symbol="star" if oracle else "circle",
                                     line=dict(color="white", width=1)),
         error_x=_err(m, "cost"), error_y=_err(m, "accuracy"),
-        hovertext=[_hover(x, unit) for x in m.to_dict("records")],
+        hovertext=[_hover(x, unit, info) for x in m.to_dict("records")],
         hovertemplate="%{hovertext}<extra></extra>")
 
 
-def _single_traces(m: pd.DataFrame, unit: str, color: str) -> list:
+def _single_traces(m: pd.DataFrame, unit: str, color: str, info: dict) -> list:
     """One legend entry per single model (its name), a distinct marker symbol each."""
     out = []
     for k, row in enumerate(m.sort_values("cost").to_dict("records")):
@@ -138,7 +147,7 @@ def _single_traces(m: pd.DataFrame, unit: str, color: str) -> list:
                         line=dict(color="white", width=1)),
             error_x=_err(pd.DataFrame([row]), "cost"),
             error_y=_err(pd.DataFrame([row]), "accuracy"),
-            hovertext=[_hover(row, unit)], hovertemplate="%{hovertext}<extra></extra>"))
+            hovertext=[_hover(row, unit, info)], hovertemplate="%{hovertext}<extra></extra>"))
     return out
 
 
@@ -161,13 +170,15 @@ def _lines(means, frontier, *, family, severity) -> list:
     return out
 
 
-def frontier_figure(agg, points, frontier, *, family) -> go.Figure:
+def frontier_figure(agg, points, frontier, *, family, info=GENERIC,
+                    severities=None) -> go.Figure:
     """(a) accuracy vs cost for one family, with buttons to switch the severity."""
     fam = select(agg, family=family)
-    severities = [s for s in ("all",) + SEVERITIES if s in set(fam["severity"])]
+    severities = _levels(fam["severity"], severities)
     fig, owner = go.Figure(), []
     for i, sev in enumerate(severities):
-        traces = _severity_traces(agg, points, frontier, family=family, severity=sev)
+        traces = _severity_traces(agg, points, frontier, family=family, severity=sev,
+                                  info=info)
         for t in traces:
             t.visible = i == 0
             fig.add_trace(t)
@@ -191,7 +202,7 @@ def _short(label: str, method: str) -> str:
 
 def routing_figure(tables: dict, *, family, method) -> go.Figure:
     """(b) routing share per target, stacked bars across configurations, one row per severity."""
-    sevs = [s for s in ("all",) + SEVERITIES if f"routing/{family}/{s}" in tables]
+    sevs = [s for s in ["all", *tables.get("severities", [])] if f"routing/{family}/{s}" in tables]
     fig = make_subplots(rows=len(sevs), cols=1, shared_xaxes=True, vertical_spacing=0.04)
     for row, sev in enumerate(sevs, start=1):
         t = tables[f"routing/{family}/{sev}"]
@@ -220,8 +231,8 @@ def _panels(rows: pd.DataFrame, limit=4) -> list:
     return list(combos.itertuples(index=False, name=None))[:limit]
 
 
-def _panel_title(tau, thr) -> str:
-    parts = [f"τ={tau:g}" if not pd.isna(tau) else "", f"threshold={thr:g}"
+def _panel_title(tau, thr, info: dict = GENERIC) -> str:
+    parts = [f"{info['tau']} = {tau:g}" if not pd.isna(tau) else "", f"threshold={thr:g}"
              if not pd.isna(thr) else ""]
     return " ".join(p for p in parts if p) or "all configurations"
 
@@ -230,16 +241,17 @@ def _same(series: pd.Series, value) -> pd.Series:
     return series.isna() if pd.isna(value) else np.isclose(series, value)
 
 
-def severity_figure(agg, *, family, method) -> go.Figure:
+def severity_figure(agg, *, family, method, info=GENERIC, severities=None) -> go.Figure:
     """(c) accuracy per severity across λ; one panel per (τ, threshold), at most four."""
     rows = select(agg, family=family)
     rows = rows[(rows["method"] == method) & rows["accuracy"].notna()]
     panels = _panels(rows)
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True,
-                        subplot_titles=[esc(_panel_title(*p)) for p in panels])
+                        subplot_titles=[esc(_panel_title(*p, info)) for p in panels])
+    lam = esc(info["lam"])
     for col, (tau, thr) in enumerate(panels, start=1):
         part = rows[_same(rows["tau"], tau) & _same(rows["threshold"], thr)]
-        for sev in [s for s in ("all",) + SEVERITIES if s in set(part["severity"])]:
+        for sev in _levels(part["severity"], severities):
             s = part[part["severity"] == sev].sort_values("lam")
             fig.add_trace(go.Scatter(
                 x=s["lam"], y=s["accuracy"], mode="lines+markers", legendgroup=sev,
@@ -247,11 +259,12 @@ def severity_figure(agg, *, family, method) -> go.Figure:
                 line=dict(color=SEVERITY_COLORS.get(sev, "#555"), width=3 if sev == "all" else 2,
                           dash="dash" if sev == "all" else "solid"),
                 error_y=_err(s, "accuracy"),
-                hovertemplate=f"{esc(sev)}<br>λ=%{{x}}<br>accuracy %{{y:.2%}}<extra></extra>"),
+                hovertemplate=f"{esc(sev)}<br>{lam} = %{{x}}<br>accuracy %{{y:.2%}}"
+                              "<extra></extra>"),
                 row=1, col=col)
     fig.update_layout(**LAYOUT, height=420, margin=dict(t=60, r=20, b=60, l=70),
                       legend_title_text="severity")
-    fig.update_xaxes(title_text="λ (cost weight)")
+    fig.update_xaxes(title_text=lam)
     fig.update_yaxes(tickformat=".0%", title_text="accuracy", col=1)
     return fig
 

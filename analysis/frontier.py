@@ -20,6 +20,9 @@ import numpy as np
 import pandas as pd
 
 SINGLE_METHODS = ("expert", "exit")
+# The order methods are listed in (figures, tables): single models, baselines, learned, bound.
+METHOD_ORDER = ("expert", "exit", "random", "branchynet", "cascade", "gater", "em_router",
+                "oracle")
 
 
 def pareto_mask(*, cost, accuracy) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Tables as text: display formatting (units, CIs, percentages) and text / Markdown / HTML writers.
 
-`display(kind, frame, family=...)` turns a numeric table of `analysis.tables.build_tables` into
-strings with the seed papers' conventions: the expert family shows accuracy in % and latency in
-ms (gater paper), the exit family accuracy and cost as fractions with 4 decimals (EM paper);
-seed means carry their 95% interval as 'mean [lo, hi]'. The writers need no extra packages
+`display(kind, frame, family=info)` turns a numeric table of `analysis.tables.build_tables` into
+strings with the seed papers' conventions, by the family's cost unit: latency in ms shows
+accuracy in % (gater paper), a fraction of compute shows accuracy and cost as fractions with 4
+decimals (EM paper); seed means carry their 95% interval as 'mean [lo, hi]'. `info` is
+`analysis.families.describe(...)`: its `lam` / `tau` words head the λ and τ columns. The writers need no extra packages
 (no `tabulate`); `to_html` escapes every cell and header.
 """
 from __future__ import annotations
@@ -14,11 +15,11 @@ import re
 import numpy as np
 import pandas as pd
 
-UNITS = {  # family -> accuracy scale, accuracy digits, cost digits, headers
-    "experts": {"scale": 100.0, "acc_digits": 2, "cost_digits": 2,
-                "acc": "Acc (%)", "cost": "Lat (ms)"},
-    "exits": {"scale": 1.0, "acc_digits": 4, "cost_digits": 4,
-              "acc": "Accuracy", "cost": "Cost"},
+UNITS = {  # cost unit -> accuracy scale, accuracy digits, cost digits, headers
+    "ms": {"scale": 100.0, "acc_digits": 2, "cost_digits": 2,
+           "acc": "Acc (%)", "cost": "Lat (ms)"},
+    "compute": {"scale": 1.0, "acc_digits": 4, "cost_digits": 4,
+                "acc": "Accuracy", "cost": "Cost"},
 }
 DEFAULT_UNITS = {"scale": 1.0, "acc_digits": 4, "cost_digits": 4, "acc": "Accuracy",
                  "cost": "Cost"}
@@ -47,10 +48,10 @@ def _stat_columns(frame: pd.DataFrame, units: dict) -> dict:
     return {units["acc"]: acc, units["cost"]: cost}
 
 
-def _optional_params(frame: pd.DataFrame) -> dict:
-    """λ / τ / threshold columns, only those with at least one value."""
+def _optional_params(frame: pd.DataFrame, units: dict) -> dict:
+    """λ / τ / threshold columns (headed by the family's words), only those with a value."""
     out = {}
-    for name, col in (("λ", "lam"), ("τ", "tau"), ("threshold", "threshold")):
+    for name, col in ((units["lam"], "lam"), (units["tau"], "tau"), ("threshold", "threshold")):
         if col in frame and frame[col].notna().any():
             out[name] = [fmt_num(v, 3).rstrip("0").rstrip(".") if not pd.isna(v) else ""
                          for v in frame[col]]
@@ -62,7 +63,7 @@ def routing_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
     cols = {}
     if frame["method"].nunique() > 1:
         cols["Method"] = list(frame["method"])
-    cols.update(_optional_params(frame))
+    cols.update(_optional_params(frame, units))
     cols.update(_stat_columns(frame, units))
     cols["seeds"] = [str(n) for n in frame["n_seeds"]]
     for col in [c for c in frame.columns if c.startswith("share:")]:
@@ -134,11 +135,11 @@ def significance_summary_display(frame: pd.DataFrame, units: dict) -> pd.DataFra
         "q (BH)": [f"{v:.3g}" for v in frame["q"]]})
 
 
-def failed_display(frame: pd.DataFrame, units: dict | None = None) -> pd.DataFrame:
+def failed_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
     out = pd.DataFrame({"trial": frame["trial_id"].fillna("").astype(str),
                         "family": frame["family"].fillna("").astype(str),
                         "method": frame["method"].fillna("").astype(str)})
-    out = pd.concat([out, pd.DataFrame(_optional_params(frame))], axis=1)
+    out = pd.concat([out, pd.DataFrame(_optional_params(frame, units))], axis=1)
     out["seed"] = [fmt_num(v, 0) for v in frame["seed"]]
     out["error"] = frame["error"].fillna("").astype(str).str.slice(0, 200)
     return out
@@ -150,11 +151,15 @@ KINDS = {"routing": routing_display, "baselines": baseline_display,
          "significance_summary": significance_summary_display, "failed": failed_display}
 
 
-def display(kind: str, frame: pd.DataFrame, *, family=None) -> pd.DataFrame:
-    """The formatted (string) version of a numeric table of kind KINDS[...]."""
+def display(kind: str, frame: pd.DataFrame, *, family: dict | None = None) -> pd.DataFrame:
+    """The formatted (string) version of a numeric table of kind KINDS[...]; `family` is the
+    family's `analysis.families.describe` (cost unit and λ / τ words), None: generic."""
     if frame is None or frame.empty:
         return pd.DataFrame()
-    return KINDS[kind](frame.reset_index(drop=True), UNITS.get(family, DEFAULT_UNITS))
+    info = family or {}
+    units = {**UNITS.get(info.get("cost_unit"), DEFAULT_UNITS),
+             "lam": info.get("lam", "λ"), "tau": info.get("tau", "τ")}
+    return KINDS[kind](frame.reset_index(drop=True), units)
 
 
 def to_text(frame: pd.DataFrame) -> str:

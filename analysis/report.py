@@ -22,15 +22,12 @@ import plotly.io as pio
 
 from analysis import figures as F
 from analysis.errors import AnalysisError
+from analysis.families import legend
 from analysis.intervals import caption
-from analysis.io import SEVERITIES, load
+from analysis.io import load
 from analysis.markup import display, to_html, to_markdown, to_text
 from analysis.stats import summarise_significance
-from analysis.tables import build_tables, families
-
-FAMILY_TITLES = {"experts": "Expert family — gater over frozen experts (cost: latency, ms)",
-                 "exits": "Exit family — EM router over a multi-exit backbone "
-                          "(cost: fraction of full compute)"}
+from analysis.tables import build_tables
 CSS = """
 body{font-family:Inter,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#1d2733;
 background:#f6f7f9}main{max-width:1280px;margin:0 auto;padding:24px 32px 64px}
@@ -106,6 +103,11 @@ class _Figures:
         return f'<div class="card">{div}</div>'
 
 
+def _info(tables: dict, family) -> dict | None:
+    """The family's describe() (words, title, cost unit); None for no family."""
+    return None if family is None else tables["families"].get(family)
+
+
 def _table(tables: dict, key: str, kind: str, *, family=None, severity=None) -> str:
     """One table of `tables` as HTML, filtered to a family and a severity ('all') if given."""
     frame = tables.get(key)
@@ -115,7 +117,7 @@ def _table(tables: dict, key: str, kind: str, *, family=None, severity=None) -> 
         frame = frame[frame["family"] == family]
     if severity is not None:
         frame = frame[frame["severity"] == severity]
-    return to_html(display(kind, frame, family=family))
+    return to_html(display(kind, frame, family=_info(tables, family)))
 
 
 def _overall_then_levels(tables: dict, key: str, kind: str, family: str, title: str) -> str:
@@ -124,27 +126,29 @@ def _overall_then_levels(tables: dict, key: str, kind: str, family: str, title: 
     per_level = ""
     if levels is not None and len(levels):
         levels = levels[(levels.get("family") == family) & (levels["severity"] != "all")]
-        per_level = _details(f"{title} — per severity", to_html(display(kind, levels,
-                                                                         family=family)))
+        per_level = _details(f"{title} — per severity", to_html(display(
+            kind, levels, family=_info(tables, family))))
     return _table(tables, key, kind, family=family, severity="all") + per_level
 
 
 def _routing_html(tables: dict, family: str) -> str:
     parts = []
-    for i, sev in enumerate(("all",) + SEVERITIES):
+    for i, sev in enumerate(["all", *tables["severities"]]):
         frame = tables.get(f"routing/{family}/{sev}")
         if frame is not None:
             name = "overall (whole test set)" if sev == "all" else sev
-            parts.append(_details(f"Routing — {name}",
-                                  to_html(display("routing", frame, family=family)), open_=i == 0))
+            parts.append(_details(f"Routing — {name}", to_html(display(
+                "routing", frame, family=_info(tables, family))), open_=i == 0))
     return "".join(parts) or '<p class="none">(no learned router in this family)</p>'
 
 
 def _family_html(tables: dict, family: str, figs: _Figures) -> str:
-    agg, unit = tables["aggregate"], "ms" if family == "experts" else "compute"
-    body = [_section("(a) Accuracy vs cost", figs.html(F.frontier_figure(
-        agg, tables["points"], tables["frontier"], family=family)) + _note("a")
-        + _intervals_note(agg, family), level=3)]
+    agg, info, sevs = tables["aggregate"], _info(tables, family), tables["severities"]
+    body = [f'<p class="note">In this family: {html.escape(legend(info))}.</p>',
+            _section("(a) Accuracy vs cost", figs.html(F.frontier_figure(
+                agg, tables["points"], tables["frontier"], family=family, info=info,
+                severities=sevs)) + _note("a")
+                + _intervals_note(agg, family), level=3)]
     for key, kind, title in (("scores", "scores", "Frontier scores"),
                              ("frontier", "frontier", "Pareto frontier (seed means, 95% CI)"),
                              ("lift", "lift", "Lift over static mixing"),
@@ -156,15 +160,15 @@ def _family_html(tables: dict, family: str, figs: _Figures) -> str:
     for method in F.learned_methods(agg, family=family):
         body.append(_section(f"(b) Routing share — {method}", figs.html(
             F.routing_figure(tables, family=family, method=method)), level=3))
-        body.append(_section(f"(c) Accuracy per severity across λ — {method}", figs.html(
-            F.severity_figure(agg, family=family, method=method)), level=3))
+        body.append(_section(f"(c) Accuracy per severity across {info['lam']} — {method}",
+                             figs.html(F.severity_figure(agg, family=family, method=method,
+                                                         info=info, severities=sevs)), level=3))
     body.append(_section("Routing tables", _routing_html(tables, family), level=3))
     baselines = tables[f"baselines/{family}"]
     body.append(_section("(d) Baselines (whole test set)", figs.html(
-        F.baseline_figure(baselines, family=family, unit=unit))
-        + to_html(display("baselines", baselines, family=family)), level=3))
-    return _section(FAMILY_TITLES.get(family, f"Family: {family}"), "\n".join(body),
-                    anchor=f"family-{family}")
+        F.baseline_figure(baselines, family=family, unit=info["cost_unit"]))
+        + to_html(display("baselines", baselines, family=info)), level=3))
+    return _section(info["title"], "\n".join(body), anchor=f"family-{family}")
 
 
 def _kv(mapping) -> str:
@@ -222,15 +226,28 @@ def _failed_html(tables: dict) -> str:
     if failed.empty:
         return ""
     body = (f"<p>{len(failed)} trial(s) failed; they are excluded from the means "
-            "(see 'failed' counts) and listed here.</p>" + to_html(display("failed", failed)))
+            "(see 'failed' counts) and listed here.</p>"
+            + "".join(to_html(display("failed", part, family=_info(tables, f)))
+                      for f, part in _by_family(tables, failed)))
     return f'<div class="card warn">{_section("Failed trials", body, anchor="failed")}</div>'
+
+
+def _by_family(tables: dict, frame: pd.DataFrame):
+    """(family, its rows) in the report's family order; rows of no known family last."""
+    fams = list(tables["families"])
+    for f in fams:
+        if (frame["family"] == f).any():
+            yield f, frame[frame["family"] == f]
+    rest = frame[~frame["family"].isin(fams)]
+    if len(rest):
+        yield None, rest
 
 
 def build_html(tables: dict) -> tuple[str, int]:
     """The whole report page and its number of figures."""
     manifest = tables.get("manifest") or {}
     name = manifest.get("config_name") or manifest.get("config", {}).get("name", "run")
-    figs, fams = _Figures(), families(tables["aggregate"])
+    figs, fams = _Figures(), list(tables["families"])
     family_html = "\n".join(_family_html(tables, f, figs) for f in fams)
     nav = "".join(f'<a href="#family-{f}">{html.escape(f)}</a>' for f in fams)
     head = (f'<meta charset="utf-8"><meta name="routesweep-figures" content="{figs.count}">'
@@ -254,10 +271,11 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _display_tables(tables: dict) -> list:
     """(title, kind, family, key) of every table shown in md output, in order."""
-    out = [("Failed trials", "failed", None, "failed")]
-    for f in families(tables["aggregate"]):
+    out = [(f"Failed trials{f' ({f})' if f else ''}", "failed", f, "failed")
+           for f, _ in _by_family(tables, tables["failed"])]
+    for f in tables["families"]:
         out.append((f"{f}: baselines (whole test set)", "baselines", f, f"baselines/{f}"))
-        for sev in ("all",) + SEVERITIES:
+        for sev in ["all", *tables["severities"]]:
             if f"routing/{f}/{sev}" in tables:
                 out.append((f"{f}: routing — {sev}", "routing", f, f"routing/{f}/{sev}"))
         for kind in ("scores", "frontier", "lift", "significance"):
@@ -279,13 +297,14 @@ def write_tables(tables: dict, directory, *, formats=()) -> list:
         out_dir.mkdir(exist_ok=True)
     if "md" in formats:
         parts = [f"## {title}\n\n" + to_markdown(display(kind, _family_rows(tables, key, f),
-                                                         family=f))
+                                                         family=_info(tables, f)))
                  for title, kind, f, key in _display_tables(tables)]
         _atomic_write(out_dir / "tables.md", "# routesweep tables\n\n" + "\n\n".join(parts) + "\n")
         written.append(out_dir / "tables.md")
     if "csv" in formats:
         for key, frame in tables.items():
-            if key not in ("manifest", "points") and hasattr(frame, "to_csv"):
+            if key not in ("manifest", "points", "families", "severities") and \
+                    hasattr(frame, "to_csv"):
                 path = out_dir / (key.replace("/", "_") + ".csv")
                 frame.drop(columns=["point_ids"], errors="ignore").to_csv(path, index=False)
                 written.append(path)
@@ -299,24 +318,25 @@ def summary_text(tables: dict) -> str:
     lines = [f"routesweep report — {manifest.get('config_name', 'run')} "
              f"(status: {manifest.get('status', 'unknown')})"]
     if len(tables["failed"]):
-        lines += ["", f"FAILED TRIALS ({len(tables['failed'])})",
-                  to_text(display("failed", tables["failed"]))]
+        lines += ["", f"FAILED TRIALS ({len(tables['failed'])})"]
+        lines += [to_text(display("failed", part, family=_info(tables, f)))
+                  for f, part in _by_family(tables, tables["failed"])]
     overall = lambda fr: fr["severity"] == "all"  # noqa: E731
-    for f in families(tables["aggregate"]):
-        lines += ["", f"== {f}: baselines (whole test set) ==",
-                  to_text(display("baselines", tables[f"baselines/{f}"], family=f))]
+    for f, info in tables["families"].items():
+        lines += ["", f"== {f}: {legend(info)} ==", "", f"== {f}: baselines (whole test set) ==",
+                  to_text(display("baselines", tables[f"baselines/{f}"], family=info))]
         if f"routing/{f}/all" in tables:
             lines += ["", f"== {f}: routing (whole test set) ==",
-                      to_text(display("routing", tables[f"routing/{f}/all"], family=f))]
+                      to_text(display("routing", tables[f"routing/{f}/all"], family=info))]
         scores = _family_rows(tables, "scores", f)
         if scores is not None and len(scores):
             lines += ["", f"== {f}: frontier scores (whole test set) ==",
-                      to_text(display("scores", scores[overall(scores)], family=f))]
+                      to_text(display("scores", scores[overall(scores)], family=info))]
         sig = _family_rows(tables, "significance", f)
         if sig is not None and len(sig):
             lines += ["", f"== {f}: McNemar vs the best single model (whole test set) ==",
                       to_text(display("significance_summary",
-                                      summarise_significance(sig[overall(sig)]), family=f))]
+                                      summarise_significance(sig[overall(sig)]), family=info))]
     return "\n".join(lines)
 
 

@@ -96,6 +96,23 @@ def _finish_aggregate(out: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def seed_means(points: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration with a successful seed: the seed means of accuracy and cost
+    (no intervals: fast, for the terminal summary), n_seeds, label and setting_id."""
+    ok = points[points["status"] == "ok"]
+    frame = config_key(ok).assign(accuracy=ok["accuracy"].to_numpy(float),
+                                  cost=ok["cost"].to_numpy(float), n_seeds=1)
+    out = (frame.groupby(CONFIG, dropna=False, sort=True)
+           .agg(accuracy=("accuracy", "mean"), cost=("cost", "mean"), n_seeds=("n_seeds", "sum"))
+           .reset_index())
+    out = out.astype({c: object for c in CONFIG}).where(out.notna(), None)
+    for col in ("lam", "tau", "threshold", "accuracy", "cost"):
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    out["label"] = [config_label(r) for r in out.to_dict("records")]
+    out["setting_id"] = setting_ids(out)
+    return out
+
+
 def setting_ids(frame: pd.DataFrame) -> list:
     """A string id of each row's configuration without split and severity, for joins."""
     cols = [c for c in CONFIG if c not in ("split", "severity")]
@@ -147,18 +164,21 @@ def _reference_for(seed, ref_ids: list, seed_of: dict):
     return same[0] if same else min(ref_ids, key=lambda p: seed_of.get(p, 0))
 
 
-def significance_table(agg: pd.DataFrame, points: pd.DataFrame,
-                       decisions: pd.DataFrame) -> pd.DataFrame:
+def significance_table(agg: pd.DataFrame, points: pd.DataFrame, decisions: pd.DataFrame,
+                       severities=()) -> pd.DataFrame:
     """McNemar's exact test of each configuration on the overall (severity 'all') frontier,
     single models excluded, against the family's best single model (most accurate at 'all'),
     seed by seed, on every severity and overall ('all'). A router seed is paired with the
-    single model's run of the same seed when there is one, else its lowest seed."""
+    single model's run of the same seed when there is one, else its lowest seed.
+    severities: the levels in order (`analysis.io.severity_order`); others follow as found."""
     if decisions.empty:
         return pd.DataFrame()
     seed_of = dict(zip(points["point_id"], points["seed"]))
     front = frontier_table(agg)
     front = front[(front["severity"] == "all") & ~front["method"].isin(SINGLE_METHODS)]
-    severities = ["all"] + sorted(decisions["severity"].unique(), key=_severity_rank)
+    found = list(dict.fromkeys(decisions["severity"]))
+    severities = ["all"] + [s for s in severities if s in found] + [
+        s for s in found if s not in severities]
     by_point = dict(tuple(decisions.groupby("point_id", sort=False)))
     rows = []
     for r in front.to_dict("records"):
@@ -181,11 +201,6 @@ def _config_tests(config: dict, ref: dict, by_point: dict, seed_of: dict, severi
                              "reference": ref["strong_label"], "seed": seed_of.get(pid),
                              "severity": sev, "point_id": pid, **test})
     return rows
-
-
-def _severity_rank(severity: str) -> int:
-    order = ("all", "clean", "mild", "moderate", "severe")
-    return order.index(severity) if severity in order else len(order)
 
 
 def summarise_significance(sig: pd.DataFrame) -> pd.DataFrame:

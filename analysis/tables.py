@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.frontier import SINGLE_METHODS, frontier_table, is_learned, lift_table, select
-from analysis.io import SEVERITIES
+from analysis import families as fam
+from analysis.frontier import (METHOD_ORDER, SINGLE_METHODS, frontier_table, is_learned,
+                               lift_table, select)
+from analysis.io import severity_order
 from analysis.scores import scores_table
 from analysis.stats import CONFIG, aggregate_seeds, setting_ids, significance_table
 
-METHOD_ORDER = ("expert", "exit", "random", "branchynet", "cascade", "gater", "em_router",
-                "oracle")
 STAT_COLUMNS = ["accuracy", "accuracy_lo", "accuracy_hi", "cost", "cost_lo", "cost_hi",
                 "n_seeds"]
 
@@ -97,28 +97,30 @@ def failed_table(points: pd.DataFrame, manifest: dict) -> pd.DataFrame:
     return out.drop_duplicates("_key").drop(columns="_key").reset_index(drop=True)
 
 
-def families(agg: pd.DataFrame) -> list:
-    """The families present, in the contract's order (experts, exits)."""
-    present = set(agg["family"])
-    return [f for f in ("experts", "exits") if f in present] + sorted(present - {"experts",
-                                                                                  "exits"})
+def families(agg: pd.DataFrame, manifest: dict | None = None) -> list:
+    """The families present, in the manifest's order (the registry's: experts, exits, ...)."""
+    return fam.order(manifest, agg["family"])
 
 
 def build_tables(data: dict, *, confidence=0.95) -> dict:
     """Every table of the report from `analysis.load(...)`'s dict. Keys (DataFrames unless
     noted): aggregate, frontier, lift, scores, significance, failed, baselines/<family>,
     routing/<family>/<severity> (severity 'all' and each level), points (as loaded),
-    manifest (dict)."""
+    manifest (dict), severities (the levels in order, list), families ({family: what its λ /
+    τ weigh, its title and cost unit}, in order; `analysis.families.describe`)."""
     points, routes, decisions = data["points"], data["routes"], data["decisions"]
     agg = aggregate_seeds(points, decisions, confidence=confidence)
     shares = route_shares(points, routes)
+    severities = severity_order(data["manifest"], points)
     tables = {"aggregate": agg, "frontier": frontier_table(agg), "lift": lift_table(agg),
               "scores": scores_table(agg), "failed": failed_table(points, data["manifest"]),
-              "significance": significance_table(agg, points, decisions),
-              "manifest": data["manifest"], "points": points}
-    for family in families(agg):
+              "significance": significance_table(agg, points, decisions, severities),
+              "manifest": data["manifest"], "points": points, "severities": severities,
+              "families": {f: fam.describe(data["manifest"], f, points)
+                           for f in families(agg, data["manifest"])}}
+    for family in tables["families"]:
         tables[f"baselines/{family}"] = baseline_table(agg, family=family)
-        for severity in ("all",) + SEVERITIES:
+        for severity in ["all", *tables["severities"]]:
             table = routing_table(agg, shares, family=family, severity=severity)
             if len(table):
                 tables[f"routing/{family}/{severity}"] = table

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sweep.corruptions import SEVERITIES, expand_severities, reference_levels  # noqa: E402
-from sweep.data import load_splits  # noqa: E402
+from sweep.data.corruptions import SEVERITIES, expand_severities, reference_levels  # noqa: E402
+from sweep.data.datasets import load_splits  # noqa: E402
 from sweep.errors import UserError  # noqa: E402
 from trainers.cost import count_flops, measure_latency_ms  # noqa: E402
 from trainers.experts import (PROFILES, TINY_DATA, build_expert, expert_logits,  # noqa: E402

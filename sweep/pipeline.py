@@ -1,163 +1,60 @@
 """One run end to end: data -> feature store -> Ray Tune -> tables -> manifest -> report.
 
 Each phase is timed; the manifest records the resolved config, versions, hardware, measured
-costs, the dataset, every trial's status and the phase timings.
+costs, the dataset, every trial's status and the phase timings. Every family-specific step
+goes through the enabled families' registry entries (sweep/families/). An existing run in OUT
+is replaced only once the new one is complete (sweep/results/outdir.py).
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
-import platform
 import time
 
-import numpy as np
-
-from sweep import assemble, results
-from sweep.config import to_dict
-from sweep.features import corruption_levels
-from sweep.validate import check_sizes
-
-
-def pick_device(name: str) -> str:
-    import torch
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        from sweep.errors import UserError
-        raise UserError("device: cuda requested but no CUDA device is visible; use device=auto")
-    return name
+from analysis import load
+from analysis.report import write_report
+from analysis.summary import summary_text
+from sweep import families
+from sweep.data.datasets import load_data
+from sweep.device import pick_device
+from sweep.results import assemble, outdir
+from sweep.results import manifest as M
+from sweep.results import tables as results
+from sweep.tuning import cluster, remote, storage, trust
+from sweep.tuning import tuner as T
 
 
-def resolve_costs(cfg, store) -> dict:
-    meta, ex = store["meta"], cfg.experts
-    costs: dict = {}
-    if cfg.gater.enabled:
-        measured = [meta["expert_costs"][n]["latency_ms"] for n in meta["experts"]]
-        given = ex.cost_source == "given"
-        costs["expert_ms"] = list(ex.given_latency_ms) if given else measured
-        costs["gater_ms"] = (ex.given_gater_ms if given and ex.given_gater_ms
-                             else meta["gater_cost"]["latency_ms"])
-    if cfg.exits.enabled:
-        costs["exit_costs"] = meta["exit_costs"][cfg.exits.exit_cost]
-    return costs
-
-
-def hardware(device: str) -> dict:
-    import psutil
-    import torch
-    hw = {"device": device, "cpu": platform.processor() or platform.machine(),
-          "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-          "platform": platform.platform(), "gpu": None}
-    if device.startswith("cuda"):
-        hw["gpu"] = torch.cuda.get_device_name(0)
-    return hw
-
-
-def versions() -> dict:
-    import importlib.metadata as md
-    out = {"python": platform.python_version()}
-    for p in ("routesweep", "torch", "torchvision", "timm", "ray", "numpy", "pandas", "pyarrow",
-              "plotly", "scipy", "scikit-learn"):
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            out[p] = None
-    return out
-
-
-def cost_manifest(cfg, store, costs) -> dict:
-    m, out = store["meta"], {}
-    if cfg.gater.enabled:
-        out["experts"] = {n: {"latency_ms": float(costs["expert_ms"][i]),
-                              "measured_latency_ms": m["expert_costs"][n]["latency_ms"],
-                              "latency": m["expert_costs"][n]["latency"],
-                              "flops": m["expert_costs"][n]["flops"],
-                              "source": cfg.experts.cost_source}
-                          for i, n in enumerate(m["experts"])}
-        out["gater"] = {**m["gater_cost"], "latency_ms": float(costs["gater_ms"])}
-        out["latency_method"] = m.get("latency_method")
-        out["expert_accuracy"] = m["expert_accuracy"]
-    if cfg.exits.enabled:
-        out["exits"] = {n: {"compute": float(costs["exit_costs"][k]), "flops": m["exit_flops"][k],
-                            "compute_uniform": m["exit_costs"]["uniform"][k],
-                            "compute_flops": m["exit_costs"]["flops"][k]}
-                        for k, n in enumerate(m["exits"])}
-        out["exit_cost_mode"] = cfg.exits.exit_cost
-        out["exit_accuracy"] = m["exit_accuracy"]
-    return out
-
-
-def cluster_address(cfg, address=None) -> str | None:
-    return address or cfg.sweep.address or os.environ.get("RAY_ADDRESS")
-
-
-def check_local_capacity(cfg, address=None) -> None:
-    """Without a cluster address: a trial must fit this machine (checked before Ray starts)."""
-    from sweep import remote
-    if not cluster_address(cfg, address):
-        remote.check_capacity(cfg, remote.local_capacity())
-
-
-def start_ray(cfg, address=None) -> float:
-    """Connect to / start Ray; a trial must fit on some node of it (else exit 2).
-    -> seconds taken."""
-    from sweep import remote
-    from sweep import tune as T
-    check_local_capacity(cfg, address)
-    t0 = time.perf_counter()
-    T.init_ray(address or cfg.sweep.address)
-    remote.check_capacity(cfg, remote.cluster_capacity())
-    return time.perf_counter() - t0
-
-
-def load_data(cfg):
-    from sweep.data import load_splits
-    d = cfg.data
-    splits, data_info = load_splits(d.name, root=d.root, image_size=d.image_size, seed=d.seed,
-                                    val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                                    download=d.download, synthetic_n=d.synthetic_n,
-                                    synthetic_classes=d.synthetic_classes,
-                                    skip_corrupt=d.skip_corrupt)
-    check_sizes(cfg, splits)
-    return splits, data_info
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
 
 
 def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report=True,
                  features_on: str = "auto") -> dict:
-    """One run into OUT (see sweep/outdir.py: an existing run is replaced only once the new
-    one is complete). -> the manifest."""
-    from sweep import outdir, remote, storage
+    """One run into OUT. -> the manifest."""
     outdir.check_out(out, overwrite)          # before any compute (run.py checks it too)
-    t, created = {}, dt.datetime.now().isoformat(timespec="seconds")
+    t, created = {}, _now()
     plan = storage.plan_for(cfg.sweep.storage_path, out)
-    check_local_capacity(cfg, address)
+    cluster.check_local_capacity(cfg, address)
     device = pick_device(cfg.device)
     t0 = time.perf_counter()
     splits, data_info = load_data(cfg)
     t["data_s"] = time.perf_counter() - t0
-    on_cluster = bool(cluster_address(cfg, address)) or features_on == "cluster"
+    on_cluster = bool(cluster.cluster_address(cfg, address)) or features_on == "cluster"
     if on_cluster:            # the cluster's capacity is checked before any compute
-        t["ray_init_s"] = start_ray(cfg, address)
+        t["ray_init_s"] = cluster.start(cfg, address)
     t0 = time.perf_counter()
     store, cache_info = remote.build_features(cfg, splits, device=device, mode=features_on,
                                               mirror=plan.cache)
     t["features_s"] = time.perf_counter() - t0
     if not on_cluster:        # a local Ray: after the features (checked against this machine)
-        t["ray_init_s"] = start_ray(cfg, address)
-    costs = resolve_costs(cfg, store)
+        t["ray_init_s"] = cluster.start(cfg, address)
+    costs = families.resolve_costs(cfg, store["meta"])
     work, made = outdir.begin(out, overwrite)   # only now: bad data or checkpoints lose nothing
     with outdir.unfinished(work, out, created=made):
         run_plan = storage.relocated(plan, work)
-        d = cfg.data
-        manifest = {"routesweep_version": "0.1.0", "status": "running", "created": created,
-                    "config_name": cfg.name, "config": to_dict(cfg), "versions": versions(),
-                    "hardware": hardware(device), "costs": cost_manifest(cfg, store, costs),
-                    "dataset": {**data_info, "severities": list(d.severities),
-                                "corruption_levels": corruption_levels(cfg),
-                                "samples": {k: int(len(store[k]["label"])) for k in
-                                            ("train", "val", "test")}},
-                    "feature_store": cache_info, "timings": t,
-                    "storage": storage.describe(run_plan)}
+        manifest = M.new_manifest(cfg, created=created, device=device, store=store, costs=costs,
+                                  data_info=data_info, cache_info=cache_info, timings=t,
+                                  plan=run_plan)
         if work != out:
             manifest["replaces"] = os.path.abspath(out)
         results.write_json(os.path.join(work, "manifest.json"), manifest)
@@ -171,12 +68,11 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
 def expected_trials(cfg, trials: list[dict]) -> list[dict]:
     """TRIALS plus a failed entry for every grid point Tune returned no trial for: a missing
     trial is a failed row in the tables, never a silently missing one."""
-    from sweep.tune import grid_points
     key = lambda x: (x["family"], x["lam"], x["tau"], x["seed"])
     have = {key(x) for x in trials}
     missing = [{**p, "trial_id": None, "status": "failed", "metrics": {}, "decisions": None,
                 "restored": False, "error": "no result from Tune for this grid point"}
-               for p in grid_points(cfg) if key(p) not in have]
+               for p in T.grid_points(cfg) if key(p) not in have]
     return trials + missing
 
 
@@ -186,68 +82,40 @@ def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True, dest=
 
     status: "complete" when every grid point's trial succeeded, else "partial" (its failed
     rows say why); `python -m sweep.run` exits 3 on "partial"."""
-    from sweep import outdir, storage
     dest = dest or out
     t = manifest["timings"]
     t0 = time.perf_counter()
     trials = expected_trials(cfg, trials)
-    points, routes, decisions = tables(cfg, store, costs, trials)
+    points, routes, decisions = assemble.tables(cfg, store, costs, trials)
     results.write_tables(out, points, routes, decisions)
-    failed = [x for x in trials if x["status"] != "ok"]
-    manifest.pop("replaces", None)
-    manifest.update(status="complete" if not failed else "partial",
-                    finished=dt.datetime.now().isoformat(timespec="seconds"),
-                    storage=storage.describe(storage.relocated(plan, dest)),
-                    trials=[{k: x[k] for k in ("trial_id", "family", "lam", "tau", "seed",
-                                               "status", "error", "restored")} |
-                            {"method": "gater" if x["family"] == "experts" else "em_router",
-                             "train_time_s": x["metrics"].get("train_time_s")}
-                            for x in trials])
+    M.finished(manifest, trials, when=_now(), plan=storage.relocated(plan, dest))
     t["tables_s"] = time.perf_counter() - t0
     manifest_path = os.path.join(out, "manifest.json")
     results.write_json(manifest_path, manifest)        # the report shows the final status
     if report:
         t0 = time.perf_counter()
-        _report(out)
+        write_report(out)
         t["report_s"] = time.perf_counter() - t0
         results.write_json(manifest_path, manifest)
     outdir.swap(out, dest)
     storage.publish_results(dest, storage.relocated(plan, dest))
-    from sweep.summary import print_summary
-    print_summary(dest, points, routes, store["meta"], manifest)
+    print(summary_text(load(dest), results_dir=dest))
     return manifest
 
 
-def tables(cfg, store, costs, trials):
-    """-> (points, routes, decisions) DataFrames: every trial and every baseline."""
-    tab = results.Tables(severity={k: store[k]["severity"] for k in ("val", "test")},
-                         sample_id=store["test"]["sample_id"], label=store["test"]["label"])
-    by_family = lambda f: [x for x in trials if x["family"] == f]
-    if cfg.gater.enabled:
-        assemble.expert_family(tab, store, trials=by_family("experts"),
-                               expert_ms=costs["expert_ms"], gater_ms=costs["gater_ms"], cfg=cfg)
-    if cfg.exits.enabled:
-        assemble.exit_family(tab, store, trials=by_family("exits"),
-                             exit_costs=costs["exit_costs"], cfg=cfg)
-    return tab.frames()
-
-
 def shared_store(store: dict, cfg) -> dict:
-    """What trials get through the object store (meta stays on the driver), plus the
-    gater's pretrained trunk weights when `gater.trunk_pretrained` (loaded here, once)."""
+    """What trials get through the object store: the splits (meta stays on the driver) and
+    what each enabled family ships with them (`Family.extras`, e.g. pretrained weights)."""
     shared = {"meta": {}, **{k: v for k, v in store.items() if k != "meta"}}
-    if cfg.gater.enabled and cfg.gater.trunk_pretrained:
-        from trainers.gater import pretrained_trunk_state
-        shared["gater_trunk"] = pretrained_trunk_state()
+    for f in families.enabled(cfg):
+        shared.update(f.extras(cfg))
     return shared
 
 
 def _sweep(cfg, store, costs, *, plan, timings, out) -> list[dict]:
-    from sweep import trust
-    from sweep import tune as T
     t0 = time.perf_counter()
     ledger = trust.Ledger(out, mirror=plan.results)
-    tuner = T.make_tuner(cfg, shared_store(store, cfg), T.trial_settings(cfg, costs),
+    tuner = T.make_tuner(cfg, shared_store(store, cfg), T.trial_settings(cfg, costs), costs,
                          storage_path=plan.tune_storage, name=plan.name,
                          callbacks=[trust.Recorder()])
     ledger.record_stored(plan.experiment, names=(trust.TUNER,))     # Tuner() just wrote it
@@ -257,12 +125,12 @@ def _sweep(cfg, store, costs, *, plan, timings, out) -> list[dict]:
 
 
 def fit(tuner, ledger):
-    """Tuner.fit with the experiment's sha256 list kept current (sweep/trust.py) -> its grid.
+    """Tuner.fit with the experiment's sha256 list kept current (sweep/tuning/trust.py) -> its
+    grid.
 
     On Ctrl-C Tune stops the trials, saves its state and returns normally: a sweep that
     returns with unfinished trials raises KeyboardInterrupt, so it is never taken for a
     finished one (the run stays resumable)."""
-    from sweep import trust
     with trust.recording(ledger):
         grid = tuner.fit()
     unfinished = len(grid) - grid.num_terminated - grid.num_errors
@@ -270,11 +138,3 @@ def fit(tuner, ledger):
         raise KeyboardInterrupt(f"the sweep was stopped with {unfinished} of {len(grid)} "
                                 f"trials unfinished")
     return grid
-
-
-def _report(out: str) -> None:
-    try:
-        from analysis.report import write_report
-    except ImportError:
-        return
-    write_report(out)

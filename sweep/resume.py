@@ -19,7 +19,7 @@ from the storage its manifest points to): tuner.pkl, the newest experiment_state
 trial's state is cloudpickled inside it), the search algorithm's and callbacks' state
 (basic-variant-state-*.json, callback-states-*.pkl) and, for errored trials, error.pkl. A
 results folder copied from shared storage is therefore trusted completely. What routesweep
-checks is that these files are the ones the run itself wrote (sweep/trust.py):
+checks is that these files are the ones the run itself wrote (sweep/tuning/trust.py):
 
 * while the sweep runs, a driver-side tune.Callback (`trust.Recorder`, passed in RunConfig)
   keeps RESULTS_DIR/tune-sha256.json current. Tune saves its state inside `step()`: it writes
@@ -50,21 +50,29 @@ import json
 import os
 import time
 
-from sweep import storage, store_io
+from sweep import families, fs, pipeline
+from sweep.config import Config, from_dict, to_dict
+from sweep.data.datasets import load_data
+from sweep.device import pick_device
 from sweep.errors import UserError
-
+from sweep.results import outdir
+from sweep.store import io as store_io
+from sweep.store.build import merge_parts
+from sweep.store.mirror import pull_part
+from sweep.tuning import cluster, remote, storage, trust
+from sweep.tuning import tuner as T
 
 
 def localize(results_dir: str) -> str:
     """A results URI (STORAGE/results/<run>, e.g. after losing the head) -> a local copy under
     results/<run>; a local directory as it is."""
-    if not storage.is_uri(results_dir):
+    if not fs.is_uri(results_dir):
         return results_dir
-    if not storage.exists(storage.join(results_dir, "manifest.json")):
+    if not fs.exists(fs.join(results_dir, "manifest.json")):
         raise UserError(f"--resume '{results_dir}' is not a routesweep run (no manifest.json)")
     local = os.path.join("results", results_dir.rstrip("/").rsplit("/", 1)[-1])
     if not os.path.isfile(os.path.join(local, "manifest.json")):
-        storage.download_dir(results_dir, local)
+        fs.download_dir(results_dir, local)
     print(f"[resume] {results_dir} -> {local}")
     return local
 
@@ -79,8 +87,7 @@ def read_manifest(results_dir: str) -> dict:
     except (OSError, ValueError):
         raise UserError(f"--resume '{results_dir}' is not a routesweep run "
                         f"(no readable manifest.json)")
-    from sweep.outdir import RUN_KEYS
-    missing = [k for k in RUN_KEYS if not isinstance(manifest, dict) or k not in manifest]
+    missing = [k for k in outdir.RUN_KEYS if not isinstance(manifest, dict) or k not in manifest]
     if missing:
         raise UserError(f"--resume '{results_dir}' is not a resumable routesweep run "
                         f"(manifest.json lacks {', '.join(missing)})")
@@ -99,7 +106,6 @@ def _first_difference(a, b, path=""):
 
 def stored_config(manifest: dict, given=None):
     """The run's Config; `given` (from --config/--set) must equal it."""
-    from sweep.config import Config, from_dict, to_dict
     cfg = from_dict(Config, manifest["config"])
     if given is not None:
         diff = _first_difference(to_dict(cfg), to_dict(given))
@@ -117,39 +123,31 @@ def _part_path(cfg, plan, entry: dict) -> str | None:
     if store_io.is_complete(entry["path"]):
         return entry["path"]
     local = os.path.join(cfg.cache_dir, os.path.basename(entry["path"]))
-    storage.pull_part(plan.cache, local)
+    pull_part(plan.cache, local)
     return local if store_io.is_complete(local) else None
 
 
 def load_store(cfg, manifest: dict, plan, *, device: str):
     """The run's feature store from the cache; rebuilt (same cache keys) if it is gone."""
-    from sweep.features import merge_parts
     paths = [_part_path(cfg, plan, e) for e in manifest["feature_store"].values()]
     if all(paths):
         print(f"[resume] feature store from cache: {paths}")
         return merge_parts([store_io.load_part(p) for p in paths])
     print("[resume] feature store not in any cache: rebuilding it")
-    from sweep import pipeline, remote
-    splits, _ = pipeline.load_data(cfg)
+    splits, _ = load_data(cfg)
     return remote.build_features(cfg, splits, device=device, mode="auto", mirror=plan.cache)[0]
 
 
 def _settings_costs(result_grid) -> dict | None:
     """The costs the trials were given (from the restored param space)."""
     for r in result_grid:
-        s = r.config.get("settings") or {}
-        costs = {"expert_ms": s.get("experts", {}).get("expert_ms"),
-                 "gater_ms": s.get("experts", {}).get("gater_ms"),
-                 "exit_costs": s.get("exits", {}).get("exit_costs")}
-        return {k: v for k, v in costs.items() if v is not None}
+        return r.config.get("costs") or None
     return None
 
 
 def _sweep(cfg, store, costs, plan, *, saved: bool, results_dir: str):
     """-> (trials, costs): the verified experiment restored, or a fresh one if Tune never
     saved it (then nothing of the old experiment is read)."""
-    from sweep import pipeline, trust
-    from sweep import tune as T
     shared = pipeline.shared_store(store, cfg)
     if saved:
         ledger = trust.Ledger.load(results_dir, mirror=plan.results)
@@ -157,7 +155,7 @@ def _sweep(cfg, store, costs, plan, *, saved: bool, results_dir: str):
     else:
         print(f"[resume] no saved Tune experiment at {plan.experiment}: starting the sweep")
         ledger = trust.Ledger(results_dir, mirror=plan.results)
-        tuner = T.make_tuner(cfg, shared, T.trial_settings(cfg, costs),
+        tuner = T.make_tuner(cfg, shared, T.trial_settings(cfg, costs), costs,
                              storage_path=plan.tune_storage, name=plan.name,
                              callbacks=[trust.Recorder()])
         ledger.record_stored(plan.experiment, names=(trust.TUNER,))
@@ -167,24 +165,23 @@ def _sweep(cfg, store, costs, plan, *, saved: bool, results_dir: str):
 
 def resume_run(results_dir: str, *, given=None, address=None, report=True) -> dict:
     """Finish the run in RESULTS_DIR; bad input raises UserError before anything is written."""
-    from sweep import outdir, pipeline, trust
-    shared_copy = storage.is_uri(results_dir)
+    shared_copy = fs.is_uri(results_dir)
     results_dir = localize(results_dir)
     manifest = read_manifest(results_dir)
     cfg = stored_config(manifest, given)
     plan = storage.plan_from_manifest(manifest, results_dir)
-    storage.check_storage(cfg.sweep.storage_path)
+    fs.check_storage(cfg.sweep.storage_path)
     dest = _destination(manifest, results_dir, shared_copy)
     saved = trust.verify(results_dir, plan.experiment)      # before Ray starts, exit 2 if not
     t = manifest.setdefault("timings", {})
     with outdir.unfinished(results_dir, dest, created=False):
-        t["resume_ray_init_s"] = pipeline.start_ray(cfg, address)
-        device = pipeline.pick_device(cfg.device)
+        t["resume_ray_init_s"] = cluster.start(cfg, address)
+        device = pick_device(cfg.device)
         t0 = time.perf_counter()
         store = load_store(cfg, manifest, plan, device=device)
         t["resume_features_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        trials, costs = _sweep(cfg, store, pipeline.resolve_costs(cfg, store), plan,
+        trials, costs = _sweep(cfg, store, families.resolve_costs(cfg, store["meta"]), plan,
                                saved=saved, results_dir=results_dir)
         t["resume_sweep_s"] = time.perf_counter() - t0
         manifest.setdefault("resumed", []).append(dt.datetime.now().isoformat(timespec="seconds"))
@@ -194,9 +191,9 @@ def resume_run(results_dir: str, *, given=None, address=None, report=True) -> di
 
 def _destination(manifest: dict, results_dir: str, shared_copy: bool) -> str:
     """Where the finished run goes: the run it was started to replace (`--overwrite`, see
-    sweep/outdir.py), if that is still replaceable; else RESULTS_DIR itself. A run fetched
-    from the shared copy stays where it was fetched to (its "replaces" names the old head)."""
-    from sweep import outdir
+    sweep/results/outdir.py), if that is still replaceable; else RESULTS_DIR itself. A run
+    fetched from the shared copy stays where it was fetched to (its "replaces" names the old
+    head)."""
     dest = manifest.get("replaces")
     if not dest or shared_copy:
         return results_dir

@@ -17,9 +17,11 @@ import argparse
 import datetime as dt
 import os
 import sys
-import time
 
+from sweep.config import load_config, preflight
 from sweep.errors import UserError
+from sweep.fs import check_storage
+from sweep.results.outdir import check_out
 
 SMOKE = ["gater.lams=[0.5,1.0]", "gater.taus=[1.0]", "gater.seeds=[0]", "gater.epochs=1",
          "exits.lams=[0.0,2.0]", "exits.taus=[1.0]", "exits.seeds=[0]", "exits.em_iters=1",
@@ -56,8 +58,8 @@ def parse_args(argv=None):
 
 
 def resolve_out(args) -> str:
-    """--out (default results/<timestamp>), checked before any compute (sweep/outdir.py)."""
-    from sweep.outdir import check_out
+    """--out (default results/<timestamp>), checked before any compute
+    (sweep/results/outdir.py)."""
     out = args.out or os.path.join("results", dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     check_out(out, args.overwrite)
     return out
@@ -70,7 +72,6 @@ def _fail(e: UserError) -> int:
 
 def _given_config(args):
     """The config from --config / --smoke-test / --set, or None when none of them is given."""
-    from sweep.config import load_config
     sets = (SMOKE if args.smoke_test else []) + args.set
     if args.resume and not (args.config or sets):
         return None
@@ -99,7 +100,7 @@ def _outcome(manifest: dict) -> int:
 def _resume(args) -> int:
     if args.out or args.overwrite:
         return _fail(UserError("--resume writes into RESULTS_DIR; drop --out / --overwrite"))
-    from sweep.resume import resume_run
+    from sweep.resume import resume_run        # heavy (Ray, torch, the report): needed from here
     try:
         manifest = resume_run(args.resume, given=_given_config(args), address=args.address,
                               report=not args.no_report)
@@ -117,13 +118,11 @@ def main(argv=None) -> int:
     try:
         cfg = _given_config(args)
         out = resolve_out(args)
-        from sweep.storage import check_storage
         check_storage(cfg.sweep.storage_path)
-        from sweep.validate import preflight
         preflight(cfg)
     except UserError as e:
         return _fail(e)
-    from sweep.pipeline import run_pipeline
+    from sweep.pipeline import run_pipeline    # heavy (Ray, the report): the input is checked
     try:
         manifest = run_pipeline(cfg, out=out, overwrite=args.overwrite, address=args.address,
                                 report=not args.no_report, features_on=args.features_on)

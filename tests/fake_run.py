@@ -7,12 +7,19 @@ state) so tests can follow the experiment through a replacement.
 """
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+import time
 
 import numpy as np
+from ray import tune
 
+from sweep import pipeline, resume
 from sweep.config import load_config
 from sweep.run import SMOKE
+from sweep.tuning import cluster, remote, trust
+from sweep.tuning.tuner import grid_points
 
 N, C = 24, 3                      # samples per split and severity, classes
 EXPERTS, EXITS = ["fast", "mid", "slow"], ["exit1", "exit2", "exit3", "exit4"]
@@ -42,9 +49,8 @@ def store(cfg, seed=0) -> dict:
 
 
 def trials(cfg, st, *, fail=()) -> list[dict]:
-    """One collected trial per grid point (sweep.tune.collect's shape); the points whose
+    """One collected trial per grid point (sweep.tuning.tuner.collect's shape); the points whose
     (family, lam) are in FAIL failed with an error, as Tune reports a crashed trial."""
-    from sweep.tune import grid_points
     rng = np.random.default_rng(1)
     out = []
     for i, p in enumerate(grid_points(cfg)):
@@ -68,7 +74,6 @@ def trials(cfg, st, *, fail=()) -> list[dict]:
 def patch(monkeypatch, *, fail=(), sweep=None):
     """Replace the compute of sweep.pipeline.run_pipeline. SWEEP(plan, out) runs in place of
     the Tune sweep (default: write OUT/tune like Tune, return `trials(fail=FAIL)`)."""
-    from sweep import pipeline, remote
     holder = {}
 
     def build_features(cfg, splits, **kw):
@@ -81,18 +86,17 @@ def patch(monkeypatch, *, fail=(), sweep=None):
         write_experiment(plan, out)
         return trials(cfg, st, fail=fail)
 
-    monkeypatch.setattr(pipeline, "check_local_capacity", lambda cfg, address=None: None)
+    monkeypatch.setattr(cluster, "check_local_capacity", lambda cfg, address=None: None)
     monkeypatch.setattr(pipeline, "load_data", lambda cfg: (None, {"name": "fake"}))
-    monkeypatch.setattr(pipeline, "start_ray", lambda cfg, address=None: 0.0)
+    monkeypatch.setattr(cluster, "start", lambda cfg, address=None: 0.0)
     monkeypatch.setattr(remote, "build_features", build_features)
     monkeypatch.setattr(pipeline, "_sweep", fake_sweep)
-    monkeypatch.setattr("sweep.validate.preflight", lambda cfg: None)
+    monkeypatch.setattr("sweep.run.preflight", lambda cfg: None)
     return holder
 
 
 def write_experiment(plan, out):
     """What Tune leaves in the experiment (two state files, a checkpoint) and its sha256 list."""
-    from sweep import trust
     exp = plan.experiment
     os.makedirs(os.path.join(exp, "trial_a", "checkpoint_000000"), exist_ok=True)
     for name in ("tuner.pkl", "experiment_state-x.json", "trial_a/checkpoint_000000/state.pt"):
@@ -105,8 +109,7 @@ def write_experiment(plan, out):
 
 def patch_resume(monkeypatch, *, fail=()):
     """Replace the compute of sweep.resume.resume_run (Ray, store, restored sweep)."""
-    from sweep import pipeline, resume
-    monkeypatch.setattr(pipeline, "start_ray", lambda cfg, address=None: 0.0)
+    monkeypatch.setattr(cluster, "start", lambda cfg, address=None: 0.0)
     monkeypatch.setattr(resume, "load_store", lambda cfg, manifest, plan, device: store(cfg))
 
     def fake_sweep(cfg, st, costs, plan, *, saved, results_dir):
@@ -131,12 +134,22 @@ def listing(path) -> dict:
     return out
 
 
+def fake_tune(monkeypatch, restore_from=None):
+    """Tune's report / get_checkpoint faked for a trial run in-process: -> (metrics reported,
+    checkpoints kept: a copy of each, since Session.report removes its directory)."""
+    reports, ckpts = [], []
+
+    def report(m, checkpoint=None):
+        reports.append(m)
+        if checkpoint is not None:
+            ckpts.append(tune.Checkpoint.from_directory(checkpoint.to_directory()))
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: restore_from)
+    return reports, ckpts
+
+
 def tiny_trainable(config):
     """A Tune function trainable: three results, each with a checkpoint (metrics.json)."""
-    import json
-    import tempfile
-    import time
-    from ray import tune
     for i in range(3):
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "metrics.json"), "w") as f:

@@ -10,7 +10,7 @@ import pytest
 
 from analysis import AnalysisError, load
 from analysis.io import validate
-from tests.fake_results import write_fake_results
+from tests.fake_results import as_schema_1, write_fake_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,3 +137,38 @@ def test_cli_garbage_parquet(tmp_path, fake_dir):
     run = _copy(fake_dir, tmp_path / "run")
     (run / "points.parquet").write_bytes(b"this is not parquet\n" * 10)
     _assert_one_line_error(_cli(run), "points.parquet", "not a readable Parquet file")
+
+
+def test_schema_2_manifest_says_what_lambda_weighs(fake_dir):
+    fams = load(fake_dir)["manifest"]["families"]
+    assert fams["experts"]["lam"] == "λ (weight on classification)"
+    assert fams["exits"]["lam"] == "λ (weight on exit cost)"
+    assert fams["experts"]["cost_unit"] == "ms" and fams["exits"]["method"] == "em_router"
+
+
+def test_schema_1_is_read_with_its_families_filled_in(tmp_path, fake_dir):
+    run = as_schema_1(_copy(fake_dir, tmp_path / "run"))
+    data = load(run)
+    assert data["manifest"]["schema_version"] == 1
+    assert data["manifest"]["families"]["experts"]["tau"] == "τ (Gumbel temperature)"
+    assert data["manifest"]["families"]["exits"]["tau"] == "τ (E-step temperature)"
+    assert data["points"].equals(load(fake_dir)["points"])
+
+
+def test_a_newer_schema_is_refused_in_one_line(tmp_path, fake_dir):
+    run = _copy(fake_dir, tmp_path / "run")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AnalysisError, match="schema 99 is newer"):
+        load(run)
+    _assert_one_line_error(_cli(run), "schema 99")
+
+
+def test_cost_unit_must_match_the_family(tmp_path, fake_dir):
+    run = _copy(fake_dir, tmp_path / "run")
+    pts = pd.read_parquet(run / "points.parquet")
+    pts.loc[pts["family"] == "exits", "cost_unit"] = "ms"      # a unit of the manifest, wrong here
+    pts.to_parquet(run / "points.parquet")
+    with pytest.raises(AnalysisError, match="cost_unit .* family exits"):
+        load(run)

@@ -1,4 +1,6 @@
 """The report: HTML structure, escaping, tables on disk, terminal text, the CLI, hygiene."""
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +38,36 @@ def test_build_html_counts_figures_and_inlines_plotly_once(tables):
         assert text in page, text
     # the failed trial's error message is escaped, not rendered as markup
     assert "&lt;b&gt;unexpectedly&lt;/b&gt;" in page
+
+
+def _figure_json(page: str) -> list[dict]:
+    """The layout of every Plotly figure of the page, in order."""
+    out = []
+    for m in re.finditer(r'Plotly\.newPlot\(\s*"figure-\d+",\s*(\[.*?\]),\s*(\{.*?\}),\s*\{"displaylogo"',
+                         page, re.S):
+        out.append(json.loads(m.group(2)))
+    return out
+
+
+def test_every_lambda_and_tau_says_what_it_weighs(tables):
+    """The gater's λ weighs classification, the EM router's the exit cost: every axis and
+    header that shows λ or τ names it for its family, never a bare or a wrong 'λ'."""
+    page, _ = build_html(tables)
+    gater = ("λ (weight on classification)", "τ (Gumbel temperature)")
+    em = ("λ (weight on exit cost)", "τ (E-step temperature)")
+    layouts = _figure_json(page)
+    x_titles = [lay.get("xaxis", {}).get("title", {}).get("text") for lay in layouts]
+    assert gater[0] in x_titles and em[0] in x_titles           # (c) per family
+    assert "λ (cost weight)" not in page                         # the old, wrong for the gater
+    panel_titles = [a["text"] for lay in layouts for a in lay.get("annotations", [])]
+    assert any(t.startswith(gater[1]) for t in panel_titles)
+    assert any(t.startswith(em[1]) for t in panel_titles)
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", page)
+    for words in (gater, em):                                    # table headers
+        assert all(w in headers for w in words), words
+    assert "λ" not in headers and "τ" not in headers
+    text = summary_text(tables)
+    assert all(w in text for w in gater + em)
 
 
 def test_summary_text_has_key_tables(tables):

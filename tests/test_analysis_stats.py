@@ -109,6 +109,9 @@ def test_significance_table_pairs_router_with_best_single():
     assert sig.loc[sig["severity"] == "all", "b"].item() == 2
     assert sig.loc[sig["severity"] == "severe", "pvalue"].item() == 1.0
     assert significance_table(aggregate_seeds(pts), pts, _decisions().iloc[:0]).empty
+    # the levels in the order given (the manifest's), not as the rows happen to list them
+    ordered = significance_table(aggregate_seeds(pts), pts, _decisions(), ["severe", "clean"])
+    assert ordered["severity"].tolist() == ["all", "severe", "clean"]
 
 
 def test_summarise_significance_takes_the_largest_p():

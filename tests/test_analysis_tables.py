@@ -10,6 +10,9 @@ from analysis.tables import (baseline_table, build_tables, failed_table, route_s
 from tests.fake_results import em_paper_points, write_fake_results
 
 EXPERT_MS = {"squeezenet": 2.14, "mobilevit_s": 10.59, "deit_s": 7.56}
+# what analysis.families.describe gives for the two families (their manifest entries)
+GATER = {"cost_unit": "ms", "lam": "λ (weight on classification)", "tau": "τ (Gumbel temperature)"}
+EM = {"cost_unit": "compute", "lam": "λ (weight on exit cost)", "tau": "τ (E-step temperature)"}
 
 
 def _gater_run():
@@ -38,9 +41,12 @@ def test_routing_table_gater_paper_format():
     # targets ordered by their expert's latency: SqueezeNet, DeiT-S, MobileViT-S
     assert [c for c in table.columns if c.startswith("share:")] == [
         "share:squeezenet", "share:deit_s", "share:mobilevit_s"]
-    shown = display("routing", table, family="experts")
-    assert list(shown.columns) == ["λ", "τ", "Acc (%)", "Lat (ms)", "seeds", "%→squeezenet",
-                                   "%→deit_s", "%→mobilevit_s"]
+    shown = display("routing", table, family=GATER)
+    assert list(shown.columns) == [GATER["lam"], GATER["tau"], "Acc (%)", "Lat (ms)", "seeds",
+                                   "%→squeezenet", "%→deit_s", "%→mobilevit_s"]
+    # the same numbers in the exit family say what λ and τ weigh there
+    assert list(display("routing", table, family=EM).columns)[:2] == [EM["lam"], EM["tau"]]
+    assert list(display("routing", table).columns)[:2] == ["λ", "τ"]      # no family: bare
     assert shown.iloc[0].tolist() == ["0.7", "1", "82.71", "5.39", "1", "54.9", "45.1", "0.0"]
     assert shown.iloc[1].tolist() == ["1", "1", "86.58", "8.38", "1", "0.0", "98.6", "1.4"]
 
@@ -62,7 +68,7 @@ def test_baseline_table_em_paper_table1():
     assert table["label"].tolist() == ["exit exit1", "exit exit2", "exit exit3", "exit exit4",
                                        "random", "branchynet thr=0.5",
                                        "em_router (best) λ=0.5 τ=1", "oracle"]
-    shown = display("baselines", table, family="exits")
+    shown = display("baselines", table, family=EM)
     assert shown.columns.tolist() == ["Method", "Accuracy", "Cost", "seeds"]
     assert shown.iloc[6].tolist() == ["em_router (best) λ=0.5 τ=1", "0.8984", "0.7500", "1"]
     assert shown.iloc[7].tolist() == ["oracle", "0.9691", "0.4855", "1"]

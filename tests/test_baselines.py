@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-from sweep.errors import UserError
 from trainers.baselines import (branchynet_routes, cascade_routes, fixed_routes, oracle_routes,
                                 pareto_on_val, random_routes, softmax_entropy)
 
@@ -14,9 +13,9 @@ def test_fixed_and_random_routes():
     np.testing.assert_allclose(np.bincount(a, minlength=4) / 4000, 0.25, atol=0.03)
     b = random_routes(n=2000, probs=[0.0, 3.0, 1.0], seed=0)                  # unnormalised mix
     assert b.min() >= 1 and abs(np.mean(b == 1) - 0.75) < 0.03
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         random_routes(n=5, probs=[-1, 2], seed=0)
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         fixed_routes(n=5, target=-1)
 
 
@@ -28,7 +27,7 @@ def test_oracle_hand_example_and_fallbacks():
     # expert family: costs not in index order (Sq 2.14, Mob 10.59, DeiT 7.56)
     ok = np.array([[0, 1, 1], [0, 1, 0]], bool)
     assert oracle_routes(correct=ok, costs=[2.14, 10.59, 7.56]).tolist() == [2, 1]
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         oracle_routes(correct=correct, costs=costs, fallback="best")
 
 
@@ -91,7 +90,7 @@ def test_cascade_cost_accounting():
                                   thresholds=[0.8, 0.0, 1.01])
     assert chosen.tolist() == [[2, 0, 1], [2, 2, 2], [1, 1, 1]]
     np.testing.assert_allclose(cost, [[1, 3, 13], [1, 1, 1], [13, 13, 13]])
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         cascade_routes(logits=np.log(p), order=[0, 0], costs=costs, thresholds=[0.5])
 
 

@@ -68,7 +68,7 @@ def test_every_top_level_key_is_commented(name):
 def test_the_paper_config_fits_the_gpu_workers():
     """sweep.run checks trial resources against the node types in the bootstrap config."""
     from sweep.config import load_config
-    from sweep.remote import check_capacity, node_types_capacity
+    from sweep.tuning.cluster import check_capacity, node_types_capacity
     cfg = load_config(os.path.join(ROOT, "configs", "paper_gater_intel.yaml"),
                       [f"data.root={ROOT}"])
     check_capacity(cfg, node_types_capacity(os.path.join(ROOT, "cluster.yaml")))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from sweep.corruptions import (SEVERITIES, corrupt, expand_severities, psnr, reference_levels)
-from sweep.data import load_splits, split_indices
+from sweep.data.corruptions import (SEVERITIES, corrupt, expand_severities, psnr, reference_levels)
+from sweep.data.datasets import load_splits, split_indices
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """An EM trial interrupted between rounds resumes from its round checkpoint, bit-identically.
 
 Unit level: a round's state goes through torch.save / torch.load(weights_only=True) (what
-sweep.trials._report / _restore do) and the resumed run_em equals the uninterrupted one; the
-trial (sweep.trials.em_trial) restored from a round checkpoint writes the same decisions.
+sweep.tuning.trials.Session.report / restore do) and the resumed run_em equals the
+uninterrupted one; the EM family's trial (sweep.families.em.trial) restored from a round
+checkpoint writes the same decisions.
 """
 import io
 import math
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-import sweep.trials as T
+import sweep.tuning.trials as T
+from sweep.families import em
+from tests.fake_run import fake_tune
 from trainers.em_router import run_em
 
 torch.set_num_threads(1)
@@ -84,10 +87,10 @@ def test_weights_only_check_names_numpy_values():
     assert "numpy.float64" in T.not_weights_only({"h": [{"m": np.float64(0.5)}]})
     assert "numpy.bool" in T.not_weights_only({"c": np.bool_(True)})
     with pytest.raises(TypeError, match="would not restore"):
-        T._report({}, {"posterior": np.zeros(2)})
+        T.Session({}).report({}, {"posterior": np.zeros(2)})
 
 
-# ----------------------------------------------------------------------- the trial (em_trial)
+# ----------------------------------------------------------------------- the trial (em.trial)
 
 def _split(n, seed):
     rng = np.random.default_rng(seed)
@@ -108,16 +111,9 @@ POINT = {"family": "exits", "lam": 1.0, "tau": 1.0, "seed": 2}
 
 
 def _run_trial(monkeypatch, store, restore_from=None):
-    """em_trial with Tune's report / get_checkpoint faked: -> (metrics, checkpoints)."""
-    reports, ckpts = [], []
-
-    def fake_report(m, checkpoint=None):
-        reports.append(m)
-        if checkpoint is not None:       # keep a copy: _report removes its directory
-            ckpts.append(T.tune.Checkpoint.from_directory(checkpoint.to_directory()))
-    monkeypatch.setattr(T.tune, "report", fake_report)
-    monkeypatch.setattr(T.tune, "get_checkpoint", lambda: restore_from)
-    T.em_trial(POINT, SETTINGS, store)
+    """The EM trial with Tune's report / get_checkpoint faked: -> (metrics, checkpoints)."""
+    reports, ckpts = fake_tune(monkeypatch, restore_from)
+    em.trial(POINT, SETTINGS, store, T.Session({}))
     return reports, ckpts
 
 

@@ -1,12 +1,12 @@
 """The expert zoo: every registered spec builds and classifies, bad specs and checkpoints fail
-with one clear UserError, training is seeded and freezes the model. Random weights only."""
+with one clear ValueError (the sweep turns it into exit 2), training is seeded and freezes the
+model. Random weights only."""
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from sweep.errors import UserError
 from trainers import experts
 from trainers.experts import (PROFILES, ExpertSpec, build_expert, expert_logits, preprocess,
                               spec_from_dict, spec_to_dict, train_expert)
@@ -55,22 +55,22 @@ def test_spec_dict_round_trip(profile, spec):
     ({"name": "x", "arch": "keras:resnet50"}, "must be 'timm:<model>'"),
 ])
 def test_spec_from_dict_rejects_bad_configs(bad, match):
-    with pytest.raises(UserError, match=match):
+    with pytest.raises(ValueError, match=match):
         spec_from_dict(bad)
 
 
 def test_unknown_arch_lists_what_is_known():
-    with pytest.raises(UserError) as e:
+    with pytest.raises(ValueError) as e:
         build_expert(ExpertSpec("x", "timm:deit_smal_patch16_224"), num_classes=3)
     msg = str(e.value)
     assert "deit_small_patch16_224" in msg and "torchvision:squeezenet1_1" in msg
     assert "\n" not in msg
-    with pytest.raises(UserError, match="unknown torchvision model"):
+    with pytest.raises(ValueError, match="unknown torchvision model"):
         build_expert(ExpertSpec("x", "torchvision:squeezenet9"), num_classes=3)
 
 
 def test_bad_constructor_kwargs_are_a_user_error():
-    with pytest.raises(UserError, match="bad kwargs"):
+    with pytest.raises(ValueError, match="bad kwargs"):
         build_expert(ExpertSpec("x", "timm:deit_tiny_patch16_224", kwargs={"depht": 2}),
                      num_classes=3)
 
@@ -80,7 +80,7 @@ def test_pretrained_offline_fails_fast_and_suggests_checkpoint(arch, monkeypatch
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))          # no cached torchvision weights
     monkeypatch.setattr(experts, "_hf_cached", lambda repo_id: None)   # no cached timm weights
     monkeypatch.setattr(experts, "_reachable", lambda host, timeout=3.0: False)
-    with pytest.raises(UserError, match="checkpoint:"):
+    with pytest.raises(ValueError, match="checkpoint:"):
         build_expert(ExpertSpec("x", arch, pretrained=True), num_classes=3)
 
 
@@ -113,7 +113,7 @@ def test_checkpoint_with_another_head_loads_the_backbone(tmp_path):
                          num_classes=4, seed=1)
     assert model.head.out_features == 4
     assert torch.equal(model.patch_embed.proj.weight, src.patch_embed.proj.weight)
-    with pytest.raises(UserError, match="set epochs > 0"):      # an untrained head, used as is
+    with pytest.raises(ValueError, match="set epochs > 0"):      # an untrained head, used as is
         build_expert(dataclasses.replace(SMALL_DEIT, epochs=0,
                                          checkpoint=str(tmp_path / "backbone.pt")), num_classes=4)
 
@@ -125,7 +125,7 @@ def test_checkpoint_with_another_head_loads_the_backbone(tmp_path):
 ])
 def test_non_state_dict_checkpoint_is_a_user_error(content, match, tmp_path):
     torch.save(content, tmp_path / "bad.pt")
-    with pytest.raises(UserError, match=match):
+    with pytest.raises(ValueError, match=match):
         build_expert(dataclasses.replace(SMALL_DEIT, checkpoint=str(tmp_path / "bad.pt")),
                      num_classes=3)
 
@@ -134,7 +134,7 @@ def test_pickled_module_and_missing_file_are_user_errors(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")   # refused by weights_only=True
     for path, match in [(tmp_path / "module.pt", "not a loadable state dict"),
                         (tmp_path / "nope.pt", "does not exist")]:
-        with pytest.raises(UserError, match=match):
+        with pytest.raises(ValueError, match=match):
             build_expert(dataclasses.replace(SMALL_DEIT, checkpoint=str(path)), num_classes=3)
 
 
@@ -143,7 +143,7 @@ def test_wrong_shape_checkpoint_is_a_user_error(tmp_path):
     torch.save(build_expert(wider, num_classes=3).state_dict(), tmp_path / "wider.pt")
     torch.save(build_expert(TINY["squeezenet"], num_classes=3).state_dict(), tmp_path / "sq.pt")
     for name in ("wider.pt", "sq.pt"):
-        with pytest.raises(UserError, match="does not fit"):
+        with pytest.raises(ValueError, match="does not fit"):
             build_expert(dataclasses.replace(SMALL_DEIT, checkpoint=str(tmp_path / name)),
                          num_classes=3)
 

@@ -130,7 +130,7 @@ def test_trial_gater_starts_from_the_shipped_pretrained_trunk(monkeypatch):
     every trial loads them; the down block and head keep their seeded initialisation."""
     from sweep import pipeline
     from sweep.config import load_config
-    from sweep.trials import new_gater
+    from sweep.families.gater import new_gater
     torch.manual_seed(123)
     ref = {k: v.numpy().copy() for k, v in G.Gater(3, embed_dim=8).trunk.state_dict().items()}
     monkeypatch.setattr(G, "pretrained_trunk_state", lambda: ref)

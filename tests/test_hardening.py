@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from sweep import results, store_io
+import sweep.tuning.trials as T
+import sweep.tuning.tuner as TT
+from sweep.families import gater
+from sweep.results import tables as results
+from sweep.store import io as store_io
+from tests.fake_run import fake_tune
 from trainers import gater as G
 
 
@@ -25,35 +30,38 @@ def test_nan_loss_raises_not_a_silent_number():
                       generator=torch.Generator().manual_seed(0))
 
 
-def test_nan_trial_reports_failed_with_reason(monkeypatch):
-    """The trainable ends a NaN trial as status failed with the reason (no retry)."""
-    import sweep.trials as T
-    reports = []
-    monkeypatch.setattr(T.tune, "report", lambda m, checkpoint=None: reports.append(m))
-    monkeypatch.setattr(T.tune, "get_checkpoint", lambda: None)
+class _Session:
+    """What a family's trial function gets from the Ray layer, kept in memory."""
+    device = "cpu"
+
+    def __init__(self):
+        self.reports = []
+
+    def restore(self):
+        return None
+
+    def report(self, metrics, state=None, arrays=None):
+        self.reports.append(metrics)
+
+
+def test_nan_trial_reports_failed_with_reason():
+    """The gater trial ends a NaN trial as status failed with the reason (no retry)."""
     n = 40
     split = {"gater_input": np.zeros((n, 16, 16, 3), np.uint8), "label": np.zeros(n, np.int64),
              "expert_logits": np.full((n, 2, 3), np.nan, np.float32)}
     settings = {"expert_ms": [1.0, 2.0], "gater_ms": 0.1, "embed_dim": 8, "lr": 1e-3,
                 "epochs": 2, "batch_size": 8, "ce_scale": 3.0, "eval_route": "argmax"}
-    T.gater_trial({"family": "experts", "lam": 0.5, "tau": 1.0, "seed": 0}, settings,
-                  {"train": split, "val": split, "test": split})
-    assert reports[-1]["status"] == "failed" and "non-finite" in reports[-1]["error"]
+    session = _Session()
+    gater.trial({"family": "experts", "lam": 0.5, "tau": 1.0, "seed": 0}, settings,
+                {"train": split, "val": split, "test": split}, session)
+    last = session.reports[-1]
+    assert last["status"] == "failed" and "non-finite" in last["error"]
 
 
 def test_trial_restored_from_its_final_checkpoint_reports_its_metrics_again(monkeypatch):
     """A trial that finished before Tune recorded it (driver or node died) is restored from
     its final checkpoint: it re-reports that checkpoint's metrics and does not train again."""
-    import sweep.tune as TT
-    import sweep.trials as T
-    reports, ckpts = [], []
-
-    def fake_report(m, checkpoint=None):
-        reports.append(m)
-        if checkpoint is not None:       # keep a copy: _report removes its directory
-            ckpts.append(TT.tune.Checkpoint.from_directory(checkpoint.to_directory()))
-    monkeypatch.setattr(T.tune, "report", fake_report)
-    monkeypatch.setattr(T.tune, "get_checkpoint", lambda: None)
+    reports, ckpts = fake_tune(monkeypatch)
     n = 40
     split = {"gater_input": np.zeros((n, 16, 16, 3), np.uint8), "label": np.zeros(n, np.int64),
              "expert_logits": np.random.default_rng(0).normal(size=(n, 2, 3)).astype(np.float32)}
@@ -61,11 +69,12 @@ def test_trial_restored_from_its_final_checkpoint_reports_its_metrics_again(monk
                 "epochs": 1, "batch_size": 8, "ce_scale": 3.0, "eval_route": "argmax"}
     config = {"point": {"family": "experts", "lam": 0.5, "tau": 1.0, "seed": 0},
               "settings": {"experts": settings}}
-    T.router_trial(config, {"train": split, "val": split, "test": split})
+    trials = {"experts": gater.trial}
+    T.router_trial(config, {"train": split, "val": split, "test": split}, trials)
     final = reports[-1]
     monkeypatch.setattr(TT.tune, "get_checkpoint", lambda: ckpts[-1])
     monkeypatch.setattr(TT, "_router_trial", lambda *a: pytest.fail("trained again"))
-    TT.router_trial(config, {})
+    TT.router_trial(config, {}, trials)
     again = reports[-1]
     assert again["finished_before_restore"] == 1
     assert {k: again[k] for k in final} == final and "train_time_s" in again
@@ -137,7 +146,6 @@ def test_killed_table_writer_leaves_previous_file_intact(tmp_path):
 
 def test_checkpoints_load_without_pickle(tmp_path, monkeypatch):
     """A trial checkpoint holding a pickled object is refused, never executed."""
-    import sweep.trials as T
     marker = tmp_path / "pwned"
 
     class Evil:
@@ -149,5 +157,5 @@ def test_checkpoints_load_without_pickle(tmp_path, monkeypatch):
     monkeypatch.setattr(T.tune, "get_checkpoint",
                         lambda: T.tune.Checkpoint.from_directory(str(ckpt)))
     with pytest.raises(Exception, match="(?i)weights_only|unpickl|unsupported"):
-        T._restore()
+        T.Session({}).restore()
     assert not marker.exists()

@@ -9,7 +9,9 @@ import os
 
 import pytest
 
-from sweep import pipeline, results
+from sweep import pipeline
+from sweep.results import manifest as M
+from sweep.results import tables as results
 from sweep.run import main
 from tests import fake_run as F
 
@@ -144,7 +146,7 @@ def test_ctrl_c_during_the_sweep_leaves_the_old_run(tmp_path, monkeypatch, capsy
 
 def test_failure_before_the_manifest_keeps_nothing(tmp_path, monkeypatch, old_run):
     out, before = old_run
-    monkeypatch.setattr(pipeline, "versions", lambda: 1 / 0)
+    monkeypatch.setattr(M, "versions", lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError) as e:
         main(F.args(out, tmp_path, "--overwrite"))
     assert F.listing(out) == before and not _siblings(out)

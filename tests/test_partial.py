@@ -7,8 +7,13 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
+from ray import tune
 
+from sweep import families, pipeline
+from sweep.results import manifest as M
 from sweep.run import main
+from sweep.tuning import storage
+from sweep.tuning.tuner import collect
 from tests import fake_run as F
 
 FAIL = {("experts", 0.5), ("exits", 2.0)}       # one gater trial, one EM trial crash
@@ -85,13 +90,12 @@ def test_resume_of_a_partial_run_exits_3(tmp_path, monkeypatch, capsys):
 
 
 def _result(point, *, error=None, metrics=None, decisions=None, tmp_path=None):
-    """A stand-in for a ray.tune Result: what sweep.tune.collect reads."""
+    """A stand-in for a ray.tune Result: what sweep.tuning.tuner.collect reads."""
     ckpt = None
     if decisions is not None:
         d = tmp_path / f"ckpt-{point['family']}-{point['lam']}"
         d.mkdir()
         np.savez(d / "decisions.npz", **decisions)
-        from ray import tune
         ckpt = tune.Checkpoint.from_directory(str(d))
     return types.SimpleNamespace(config={"point": point}, error=error, checkpoint=ckpt,
                                  metrics={"trial_id": f"id-{point['family']}-{point['lam']}",
@@ -102,7 +106,6 @@ def test_collect_marks_crashed_and_nan_trials_failed(tmp_path):
     """The driver side of B: an EM trial whose worker raised (Tune: r.error, its last
     metrics say ok), a gater trial that reported a non-finite loss, and a trial with no final
     decisions are all failed, with the reason; a finished trial is ok."""
-    from sweep.tune import collect
     em = {"family": "exits", "lam": 2.0, "tau": 1.0, "seed": 0}
     nan = {"family": "experts", "lam": 0.5, "tau": 1.0, "seed": 0}
     empty = {"family": "exits", "lam": 0.0, "tau": 1.0, "seed": 0}
@@ -126,13 +129,12 @@ def test_collect_marks_crashed_and_nan_trials_failed(tmp_path):
 @pytest.mark.parametrize("fail", [{("experts", 1.0)}, {("exits", 0.0), ("exits", 2.0)}])
 def test_finish_counts_every_failure(tmp_path, fail):
     """finish() directly: status partial iff some trial failed; one failed row per trial."""
-    from sweep import pipeline, storage
     cfg = F.config(tmp_path)
     st = F.store(cfg)
     out = tmp_path / "run"
     out.mkdir()
-    costs = pipeline.resolve_costs(cfg, st)
-    manifest = {"timings": {}, "costs": pipeline.cost_manifest(cfg, st, costs)}
+    costs = families.resolve_costs(cfg, st["meta"])
+    manifest = {"timings": {}, "costs": M.cost_manifest(cfg, st["meta"], costs)}
     m = pipeline.finish(cfg, out=str(out), store=st, costs=costs,
                         trials=F.trials(cfg, st, fail=fail), manifest=manifest,
                         plan=storage.plan_for(None, str(out)), report=False)

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from sweep.errors import UserError
+from sweep.tuning.cluster import gcs_target, probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANG = 120     # s; the old code waited > 600 s, a fixed one fails in PROBE_S (6 s) + start-up
@@ -111,7 +112,6 @@ def test_auto_with_stale_current_cluster_file_exits_2(tmp_path, ray_tmp, monkeyp
 
 def test_auto_without_any_cluster_is_user_error(ray_tmp, monkeypatch):
     from ray._private import services
-    from sweep.tune import gcs_target
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_TMPDIR", ray_tmp)                    # no current-cluster file
     monkeypatch.setattr(services, "find_gcs_addresses", lambda: set())
@@ -121,13 +121,11 @@ def test_auto_without_any_cluster_is_user_error(ray_tmp, monkeypatch):
 
 @pytest.mark.parametrize("bad", ["nohost", "host:abc", "host:0", "host:70000"])
 def test_malformed_address_is_user_error(bad):
-    from sweep.tune import gcs_target
     with pytest.raises(UserError, match="Ray address"):
         gcs_target(bad)
 
 
 def test_probe_open_and_closed_port():
-    from sweep.tune import probe
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -140,7 +138,7 @@ def test_probe_open_and_closed_port():
 
 _LOCAL = """
 import ray
-from sweep.tune import init_ray
+from sweep.tuning.cluster import init_ray
 init_ray(None)
 print("GCS", ray.get_runtime_context().gcs_address)
 print("TASK", ray.get(ray.remote(lambda: 41 + 1).remote()))

@@ -1,10 +1,10 @@
 """A local run's Ray listens on loopback only.
 
-A child process starts Ray the way routesweep does (sweep.tune.init_ray(None)), runs a task and
-an actor (so worker processes exist), and lists every listening TCP socket of itself and all its
-descendants: gcs_server, raylet (node manager + object manager), workers, the runtime-env agent,
-the dashboard agent and metrics exporter where Ray's full install starts them, and the driver's
-own core-worker server. Before the fix they were bound to '::' (all interfaces) and the
+A child process starts Ray the way routesweep does (sweep.tuning.cluster.init_ray(None)), runs a
+task and an actor (so worker processes exist), and lists every listening TCP socket of itself and
+all its descendants: gcs_server, raylet (node manager + object manager), workers, the
+runtime-env agent, the dashboard agent and metrics exporter where Ray's full install starts
+them, and the driver's own core-worker server. Before the fix they were bound to '::' (all interfaces) and the
 runtime-env agent to the machine's external IP.
 """
 import ipaddress
@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LIST = """
 import json, os, time
 import psutil, ray
-from sweep.tune import init_ray
+from sweep.tuning.cluster import init_ray
 init_ray(None)
 
 @ray.remote

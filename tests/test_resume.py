@@ -9,7 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from sweep import remote, storage, store_io
+from sweep import fs
+from sweep.store import io as store_io
+from sweep.store import mirror as store_mirror
+from sweep.tuning import cluster, storage
 from sweep.config import load_config, to_dict
 from sweep.errors import UserError
 from sweep.run import SMOKE, main
@@ -110,12 +113,12 @@ def test_one_clear_line_from_the_command_line(tmp_path):
 def test_capacity_counts_alive_nodes_and_launchable_node_types(tmp_path):
     cfg = load_config(None, ["sweep.gpus_per_trial=0.25", "sweep.cpus_per_trial=2"])
     with pytest.raises(UserError, match="no node of this cluster"):
-        remote.check_capacity(cfg, [{"CPU": 8}])
+        cluster.check_capacity(cfg, [{"CPU": 8}])
     boot = tmp_path / "boot.yaml"
     boot.write_text("available_node_types:\n  gpu: {resources: {CPU: 8, GPU: 1}}\n")
-    remote.check_capacity(cfg, [{"CPU": 8}] + remote.node_types_capacity(str(boot)))
+    cluster.check_capacity(cfg, [{"CPU": 8}] + cluster.node_types_capacity(str(boot)))
     with pytest.raises(UserError, match="cpus_per_trial"):
-        remote.check_capacity(load_config(None, ["sweep.cpus_per_trial=16"]), [{"CPU": 8}])
+        cluster.check_capacity(load_config(None, ["sweep.cpus_per_trial=16"]), [{"CPU": 8}])
 
 
 def test_cache_part_round_trip_through_a_uri(tmp_path):
@@ -124,12 +127,12 @@ def test_cache_part_round_trip_through_a_uri(tmp_path):
               for s in ("train", "val", "test")}
     store_io.save_part(str(part), arrays, {"experts": ["a", "b"]})
     mirror = f"file://{tmp_path / 'shared' / 'cache'}"
-    assert storage.push_part(mirror, str(part)) and not storage.push_part(mirror, str(part))
+    assert store_mirror.push_part(mirror, str(part)) and not store_mirror.push_part(mirror, str(part))
     copy = tmp_path / "cache_b" / "experts-abc"
-    assert storage.pull_part(mirror, str(copy)) and store_io.is_complete(str(copy))
+    assert store_mirror.pull_part(mirror, str(copy)) and store_io.is_complete(str(copy))
     got, meta = store_io.load_part(str(copy))
     assert meta == {"experts": ["a", "b"]} and np.array_equal(got["val"]["x"], arrays["val"]["x"])
-    assert not storage.pull_part(mirror, str(tmp_path / "cache_b" / "exits-zzz"))
+    assert not store_mirror.pull_part(mirror, str(tmp_path / "cache_b" / "exits-zzz"))
 
 
 def test_results_copy_puts_the_manifest_last(tmp_path):
@@ -147,7 +150,7 @@ def test_results_copy_puts_the_manifest_last(tmp_path):
 def test_resume_from_the_shared_copy_of_a_run(tmp_path, monkeypatch, fake_run):
     from sweep.resume import localize
     copy = f"file://{tmp_path / 'shared' / 'results' / 'run-1234'}"
-    storage.upload_dir(str(fake_run), copy, last="manifest.json")
+    fs.upload_dir(str(fake_run), copy, last="manifest.json")
     monkeypatch.chdir(tmp_path)
     assert localize(copy) == os.path.join("results", "run-1234")
     assert (tmp_path / "results" / "run-1234" / "manifest.json").is_file()

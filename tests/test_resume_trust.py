@@ -1,6 +1,6 @@
 """`--resume` runs code from the results folder (Tune unpickles tuner.pkl and its experiment
 state), so it checks the experiment against RESULTS_DIR/tune-sha256.json, which the run kept
-current (issue 16 C; design in sweep/resume.py). A recorded list verifies; a changed or
+current (issue 16 C; design in sweep/resume.py, sweep/tuning/trust.py). A recorded list verifies; a changed or
 planted state file is refused (exit 2, naming it) before Ray starts; the list names every
 state file before Tune uploads it, so a driver killed at any moment can resume."""
 import glob
@@ -12,9 +12,10 @@ import types
 import pyarrow.fs as pafs
 import pytest
 
-from sweep import pipeline, trust
+from sweep import pipeline
 from sweep.errors import UserError
 from sweep.run import main
+from sweep.tuning import cluster, trust
 from tests import fake_run as F
 
 
@@ -127,7 +128,7 @@ def test_resume_of_a_tampered_run_exits_2_before_ray(tmp_path, monkeypatch, caps
     target.write_bytes(target.read_bytes() + b"\n__import__('os').system('...')")
     before = F.listing(out)
     capsys.readouterr()
-    monkeypatch.setattr(pipeline, "start_ray", lambda *a, **k: pytest.fail("Ray started"))
+    monkeypatch.setattr(cluster, "start", lambda *a, **k: pytest.fail("Ray started"))
     assert main(["--resume", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(target) in err and "trust" in err, err

@@ -5,24 +5,15 @@ import os
 import numpy as np
 import pytest
 
-from sweep import store_io
 from sweep.config import load_config
-from sweep.data import load_splits
-from sweep.features import build_store, part_key
-
-TINY = ["experts.max_epochs=1", "experts.latency_repeats=2", "exits.epochs=1",
-        "exits.head_epochs=1", "data.name=synthetic", "data.synthetic_n=60",
-        "data.synthetic_classes=3", "data.image_size=32"]
+from sweep.store import io as store_io
+from sweep.store.build import build_store, part_key
+from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    cfg = load_config(None, TINY + [f"cache_dir={cache}"])
-    splits, _ = load_splits("synthetic", image_size=32, seed=0, synthetic_n=60,
-                            synthetic_classes=3)
-    store, info = build_store(cfg, splits, device="cpu")
-    return cfg, splits, store, info
+def built(tiny_store):
+    return tiny_store
 
 
 def test_store_layout(built):
@@ -80,3 +71,30 @@ def test_partial_part_is_not_complete(built, tmp_path):
     assert not store_io.is_complete(str(dst))
     os.remove(dst / "MANIFEST.json")
     assert not store_io.is_complete(str(dst))
+
+
+def _builder_modules() -> set:
+    """The data / store / trainers modules sweep/store/build.py imports, directly or through
+    each other (not through the registry or the config: they build no array)."""
+    from tests.test_imports import EDGES
+    inside = lambda m: m.startswith(("sweep.data.", "sweep.store.", "trainers."))
+    seen, todo = set(), ["sweep.store.build"]
+    while todo:
+        for n in EDGES[todo.pop()]:
+            if inside(n) and n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return seen - {"sweep.store.io", "sweep.store.same_build"}     # storage, not building
+
+
+def test_the_key_hashes_every_file_that_builds_a_part():
+    """Every data / trainers module the builder reaches is in CODE_FILES (trainers/layout.py:
+    the conv nets' memory format changes the floats); the equivalence table is not (adding an
+    entry must not change the hash it names), and it maps in one step (no chains)."""
+    from sweep.store.build import CODE_FILES, _ROOT
+    from sweep.store.same_build import SAME_BUILD_AS
+    files = {m.replace(".", "/") + ".py" for m in _builder_modules()}
+    assert "trainers/layout.py" in files and files <= set(CODE_FILES), files - set(CODE_FILES)
+    assert all(os.path.isfile(os.path.join(_ROOT, f)) for f in CODE_FILES)
+    assert "sweep/store/same_build.py" not in CODE_FILES
+    assert not set(SAME_BUILD_AS.values()) & set(SAME_BUILD_AS)

@@ -1,25 +1,29 @@
 """The range table covers every config field, and every number is checked before compute."""
 import dataclasses
+import importlib
 import typing
 
 import numpy as np
 import pytest
 
-from sweep.config import Config, load_config
-from sweep.data import ImageSet
+from sweep.config import Config, load_config, section_types
+from sweep.config.schema import SCALARS
+from sweep.config.validate import check_sizes, config_fields, rules
+from sweep.data.images import ImageSet
 from sweep.errors import UserError
-from sweep.validate import RULES, Grid, Later, Num, check_sizes, config_fields
+from sweep.rules import Grid, Later, Num
+
+V = importlib.import_module("sweep.config.validate")   # sweep.config.validate is also a function
+RULES = rules()          # the fixed sections' RULES and every family's section_rules()
 
 
-def _hints(cls=Config, prefix=""):
-    """dotted key -> annotation of every leaf field."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        tp = typing.get_type_hints(cls)[f.name]
-        if dataclasses.is_dataclass(tp):
-            out.update(_hints(tp, f"{prefix}{f.name}."))
-        else:
-            out[f"{prefix}{f.name}"] = tp
+def _hints():
+    """dotted key -> annotation of every leaf field: the top-level scalars, then each section
+    (data, experts, the registered families', sweep)."""
+    out = {k: typing.get_type_hints(Config)[k] for k in SCALARS}
+    for name, cls in section_types().items():
+        out.update({f"{name}.{f.name}": typing.get_type_hints(cls)[f.name]
+                    for f in dataclasses.fields(cls)})
     return out
 
 
@@ -38,7 +42,6 @@ def test_every_field_has_exactly_one_rule():
 
 
 def test_later_rules_name_a_function_that_exists():
-    import sweep.validate as V
     for key, rule in RULES.items():
         if isinstance(rule, Later):
             assert callable(getattr(V, rule.where)), key
@@ -144,7 +147,7 @@ def test_class_count_comes_from_the_class_list_not_the_labels(monkeypatch, tmp_p
     the last class (check_sizes bypassed) still gets a 3-class head."""
     import trainers.experts as zoo
     import trainers.multiexit as mx
-    from sweep.features import build_store
+    from sweep.store.build import build_store
 
     class Built(Exception):
         pass

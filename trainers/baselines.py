@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweep.errors import UserError
-
 FALLBACKS = ("last", "cheapest")
 
 
 def fixed_routes(*, n: int, target: int) -> np.ndarray:
     """Every sample to `target` (one exit / one expert alone): int64 [N]."""
     if int(target) != target or target < 0:
-        raise UserError(f"fixed route target must be a non-negative index, got {target}")
+        raise ValueError(f"fixed route target must be a non-negative index, got {target}")
     return np.full(int(n), int(target), dtype=np.int64)
 
 
@@ -28,7 +26,7 @@ def random_routes(*, n: int, probs, seed: int) -> np.ndarray:
     operating point, so random is compared at matched cost."""
     p = np.asarray(probs, np.float64)
     if p.ndim != 1 or len(p) == 0 or np.any(~np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
-        raise UserError(f"random routing probabilities must be >= 0 with a positive sum, got {probs}")
+        raise ValueError(f"random routing probabilities must be >= 0 with a positive sum, got {probs}")
     return np.random.default_rng(seed).choice(len(p), size=int(n), p=p / p.sum()).astype(np.int64)
 
 
@@ -40,9 +38,9 @@ def oracle_routes(*, correct, costs, fallback: str = "last") -> np.ndarray:
     Equal costs: the lower index wins."""
     ok, c = np.asarray(correct, bool), np.asarray(costs, np.float64)
     if ok.ndim != 2 or ok.shape[1] != len(c):
-        raise UserError(f"oracle needs correct [N, T] and costs [T]; got {ok.shape}, {c.shape}")
+        raise ValueError(f"oracle needs correct [N, T] and costs [T]; got {ok.shape}, {c.shape}")
     if fallback not in FALLBACKS:
-        raise UserError(f"unknown oracle fallback '{fallback}'; choose {' or '.join(FALLBACKS)}")
+        raise ValueError(f"unknown oracle fallback '{fallback}'; choose {' or '.join(FALLBACKS)}")
     order = np.argsort(c, kind="stable")                                        # cheapest first
     ok_sorted = ok[:, order]                                                     # [N, T]
     first = order[ok_sorted.argmax(axis=1)]
@@ -88,9 +86,9 @@ def cascade_routes(*, logits, order, costs, thresholds) -> tuple[np.ndarray, np.
     z, c = np.asarray(logits), np.asarray(costs, np.float64)
     o = np.asarray(order, np.int64).reshape(-1)
     if len(o) == 0 or len(set(o.tolist())) != len(o) or o.min() < 0 or o.max() >= z.shape[1]:
-        raise UserError(f"cascade order must list distinct expert indices < {z.shape[1]}, got {order}")
+        raise ValueError(f"cascade order must list distinct expert indices < {z.shape[1]}, got {order}")
     if len(c) != z.shape[1]:
-        raise UserError(f"cascade needs one cost per expert: {len(c)} costs, {z.shape[1]} experts")
+        raise ValueError(f"cascade needs one cost per expert: {len(c)} costs, {z.shape[1]} experts")
     conf = np.exp(_log_softmax(z[:, o]).max(axis=-1))[:, :-1]                  # [N, L-1]
     thr = np.asarray(thresholds, np.float64).reshape(-1)
     stop = _first_hit(conf[None] >= thr[:, None, None], len(o) - 1)              # [T, N] position
@@ -103,7 +101,7 @@ def pareto_on_val(*, val_acc, val_cost) -> np.ndarray:
     each distinct val point is reported once on test."""
     acc, cost = np.asarray(val_acc, np.float64), np.asarray(val_cost, np.float64)
     if acc.shape != cost.shape or acc.ndim != 1:
-        raise UserError(f"val_acc and val_cost must be 1-d of equal length: {acc.shape}, {cost.shape}")
+        raise ValueError(f"val_acc and val_cost must be 1-d of equal length: {acc.shape}, {cost.shape}")
     keep = np.zeros(len(acc), bool)
     best = -np.inf
     for i in np.lexsort((np.arange(len(acc)), -acc, cost)):     # cost up, then acc down, then index

@@ -26,8 +26,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sweep.errors import UserError
 from trainers.multiexit import FeatureMLP, as_tensors, seeded
+
+# E-step: lam weighs the exit cost against the likelihood, so any lam >= 0 (0 ignores cost);
+# tau, the E-step temperature, is > 0 (1 is the paper).
+LAM_RANGE = (0.0, None)
 
 
 # ----------------------------------------------------------------------------- E-step maths
@@ -83,13 +86,12 @@ def implied_log_prior(*, halt_logits) -> np.ndarray:
     return log_halt + reach
 
 
-def log_likelihood(*, exit_logits, labels) -> np.ndarray:
-    """exit_logits [N, K, C], labels [N] -> log p(y|x, z=k) [N, K] (log-softmax at the label)."""
-    z = _np(exit_logits)
-    z = z - z.max(axis=2, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
-    y = _np(labels).astype(np.int64)
-    return np.take_along_axis(logp, y[:, None, None].repeat(z.shape[1], 1), axis=2)[..., 0]
+def log_likelihood(*, exit_logits, labels) -> torch.Tensor:
+    """exit_logits [N, K, C], labels [N] (arrays or tensors) -> log p(y|x, z=k) [N, K]: each
+    exit's log-softmax at the true label, a tensor in the logits' dtype on their device."""
+    z = torch.as_tensor(exit_logits)
+    y = torch.as_tensor(labels, device=z.device)
+    return torch.log_softmax(z, -1).gather(2, y.view(-1, 1, 1).expand(-1, z.shape[1], 1)).squeeze(2)
 
 
 # ----------------------------------------------------------------------------- routers
@@ -221,12 +223,12 @@ def run_em(*, features, log_lik, costs, lam: float, tau: float = 1.0, em_iters: 
     "history", "converged"} holds only tensors and plain Python values (a weights_only
     checkpoint) and can be passed back as `state=` to resume exactly where that round ended.
     """
-    validate_em_args(lam=lam, tau=tau, em_iters=em_iters, costs=costs, tol=tol, hidden=hidden,
-                     epochs=epochs, lr=lr, batch_size=batch_size)
+    validate_em_args(em_iters=em_iters, costs=costs, tol=tol, hidden=hidden, epochs=epochs, lr=lr,
+                     batch_size=batch_size)
     feats = as_tensors(features, device)
     ll, c = _np(log_lik), _np(costs)
     if ll.shape != (len(feats[0]), len(feats)) or len(c) != len(feats):
-        raise UserError(f"log_lik {ll.shape}, {len(c)} costs and {len(feats)} feature arrays "
+        raise ValueError(f"log_lik {ll.shape}, {len(c)} costs and {len(feats)} feature arrays "
                         f"of {len(feats[0])} samples do not agree")
     res = EMResult(_new_routers(feats, hidden=hidden, seed=seed, device=device))
     start, prev, log_prior = _resume(res, state, feats, len(c), len(ll), device)
@@ -273,43 +275,39 @@ def routes_for_thresholds(halt_probs, thresholds) -> np.ndarray:
 def _finite_list(name: str, values) -> np.ndarray:
     v = np.atleast_1d(np.asarray(values, dtype=np.float64))
     if v.ndim != 1 or len(v) == 0 or not np.all(np.isfinite(v)):
-        raise UserError(f"{name} must be a non-empty list of finite numbers, got {values!r}")
+        raise ValueError(f"{name} must be a non-empty list of finite numbers, got {values!r}")
     return v
 
 
-def validate_em_args(*, lam=None, tau=None, em_iters=None, thresholds=None, costs=None,
-                     num_exits=None, backbone_stages=None, tol=None, hidden=None, epochs=None,
-                     lr=None, batch_size=None) -> None:
-    """Raise UserError for the first bad EM argument; arguments left None are not checked.
-
-    lam / tau / thresholds may be single values or grids (lists)."""
-    if lam is not None and np.any(_finite_list("lam", lam) < 0):
-        raise UserError(f"lam (cost weight) must be >= 0, got {lam}")
-    if tau is not None and np.any(_finite_list("tau", tau) <= 0):
-        raise UserError(f"tau (E-step temperature) must be > 0, got {tau}")
+def validate_em_args(*, em_iters=None, thresholds=None, costs=None, num_exits=None,
+                     backbone_stages=None, tol=None, hidden=None, epochs=None, lr=None,
+                     batch_size=None) -> None:
+    """Raise ValueError for the first bad EM argument; arguments left None are not checked.
+    thresholds may be a single value or a grid (list). lam and tau are checked where the grid
+    is (LAM_RANGE; tau > 0)."""
     if thresholds is not None:
         thr = _finite_list("thresholds", thresholds)
         if np.any((thr < 0) | (thr > 1)):
-            raise UserError(f"router thresholds must lie in [0, 1], got {list(thr)}")
+            raise ValueError(f"router thresholds must lie in [0, 1], got {list(thr)}")
     if em_iters is not None and (int(em_iters) != em_iters or em_iters < 1):
-        raise UserError(f"em_iters must be an integer >= 1, got {em_iters}")
+        raise ValueError(f"em_iters must be an integer >= 1, got {em_iters}")
     if costs is not None:
         c = _finite_list("exit costs", costs)
         if np.any(np.diff(c) <= 0) or c[0] <= 0 or c[-1] > 1:
-            raise UserError(f"exit costs must be strictly increasing and in (0, 1], got {list(c)}")
+            raise ValueError(f"exit costs must be strictly increasing and in (0, 1], got {list(c)}")
     if num_exits is not None and backbone_stages is not None and num_exits != backbone_stages:
-        raise UserError(f"{num_exits} exits do not match the backbone's {backbone_stages} stages")
+        raise ValueError(f"{num_exits} exits do not match the backbone's {backbone_stages} stages")
     if costs is not None and num_exits is not None and len(np.atleast_1d(costs)) != num_exits:
-        raise UserError(f"{len(np.atleast_1d(costs))} exit costs for {num_exits} exits")
+        raise ValueError(f"{len(np.atleast_1d(costs))} exit costs for {num_exits} exits")
     _validate_training(tol=tol, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size)
 
 
 def _validate_training(*, tol, hidden, epochs, lr, batch_size) -> None:
     if tol is not None and not (np.isfinite(tol) and tol >= 0):
-        raise UserError(f"em tol must be >= 0, got {tol}")
+        raise ValueError(f"em tol must be >= 0, got {tol}")
     for name, v in (("router hidden", hidden), ("router epochs", epochs),
                     ("router batch_size", batch_size)):
         if v is not None and (int(v) != v or v < 1):
-            raise UserError(f"{name} must be an integer >= 1, got {v}")
+            raise ValueError(f"{name} must be an integer >= 1, got {v}")
     if lr is not None and not (np.isfinite(lr) and lr > 0):
-        raise UserError(f"router lr must be > 0, got {lr}")
+        raise ValueError(f"router lr must be > 0, got {lr}")

@@ -13,7 +13,7 @@ resolution it sees and how it is fine-tuned. Two profiles:
 
 Every expert sees images through ONE preprocessing (`preprocess`): uint8 [N,S,S,3] -> float
 [N,3,s,s], bilinear resize (antialiased when shrinking), then ImageNet mean/std normalisation.
-`train_on_corrupted` is read by the caller (sweep/features.py), which passes the
+`train_on_corrupted` is read by the caller (sweep/store/build.py), which passes the
 severity-expanded train split; `train_expert` trains on whatever arrays it is given.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import difflib
 import json
 import math
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -30,8 +31,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torchvision
 
-from sweep.errors import UserError
+from trainers.frozen import freeze
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)   # one normalisation for every expert (timm/torchvision
 IMAGENET_STD = (0.229, 0.224, 0.225)    # ImageNet defaults; MobileViT's own is [0,1] -> fine-tuned)
@@ -109,15 +111,15 @@ def spec_to_dict(spec: ExpertSpec) -> dict:
 
 
 def spec_from_dict(d: dict) -> ExpertSpec:
-    """A config mapping -> ExpertSpec; unknown keys, missing name/arch, bad values -> UserError."""
+    """A config mapping -> ExpertSpec; unknown keys, missing name/arch, bad values -> ValueError."""
     if not isinstance(d, dict):
-        raise UserError(f"an expert must be a mapping of {', '.join(_FIELDS)}; got {d!r}")
+        raise ValueError(f"an expert must be a mapping of {', '.join(_FIELDS)}; got {d!r}")
     unknown = sorted(set(d) - set(_FIELDS))
     if unknown:
-        raise UserError(f"unknown expert key(s) {unknown}; known: {', '.join(_FIELDS)}")
+        raise ValueError(f"unknown expert key(s) {unknown}; known: {', '.join(_FIELDS)}")
     missing = [k for k in ("name", "arch") if not d.get(k)]
     if missing:
-        raise UserError(f"expert {d.get('name', '?')!r} needs {' and '.join(missing)}")
+        raise ValueError(f"expert {d.get('name', '?')!r} needs {' and '.join(missing)}")
     spec = ExpertSpec(**{k: _coerce(k, v, d["name"]) for k, v in d.items()})
     check_arch(spec.arch)
     return spec
@@ -143,24 +145,23 @@ def _coerce(key, v, name):
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise UserError(f"expert '{name}': {key} must be {need}, got {v!r}")
+        raise ValueError(f"expert '{name}': {key} must be {need}, got {v!r}")
     return v
 
 
 def check_arch(arch: str) -> tuple[str, str]:
-    """'timm:mobilevit_s' -> ('timm', 'mobilevit_s'); unknown library or model -> UserError."""
-    import timm
-    import torchvision
+    """'timm:mobilevit_s' -> ('timm', 'mobilevit_s'); unknown library or model -> ValueError."""
+    import timm                  # heavy (~1 s): only where a timm name is checked or built
     lib, _, model = str(arch).partition(":")
     ours = ", ".join(sorted({s.arch for specs in PROFILES.values() for s in specs}))
     if lib not in LIBRARIES or not model:
-        raise UserError(f"expert arch '{arch}' must be 'timm:<model>' or 'torchvision:<model>'; "
+        raise ValueError(f"expert arch '{arch}' must be 'timm:<model>' or 'torchvision:<model>'; "
                         f"the registry uses {ours}")
     known = timm.list_models() if lib == "timm" else torchvision.models.list_models(
         module=torchvision.models)
     if model not in known:
         near = difflib.get_close_matches(model, known, n=3)
-        raise UserError(f"unknown {lib} model '{model}'" + (f" (did you mean {near}?)" if near
+        raise ValueError(f"unknown {lib} model '{model}'" + (f" (did you mean {near}?)" if near
                         else "") + f"; known: {ours} or any name in {lib}'s list_models()")
     return lib, model
 
@@ -178,7 +179,7 @@ def build_expert(spec: ExpertSpec, *, num_classes: int, seed: int | None = None)
         model = build(spec, model_name, num_classes, pretrained)
     if spec.checkpoint is not None and not load_checkpoint(model, spec.checkpoint,
                                                            name=spec.name) and spec.epochs == 0:
-        raise UserError(f"expert '{spec.name}': checkpoint '{spec.checkpoint}' has another head "
+        raise ValueError(f"expert '{spec.name}': checkpoint '{spec.checkpoint}' has another head "
                         f"than {num_classes} classes, so it needs fine-tuning; set epochs > 0")
     return model
 
@@ -197,13 +198,12 @@ def _build_timm(spec, model_name, num_classes, pretrained) -> nn.Module:
         return timm.create_model(model_name, pretrained=pretrained, num_classes=num_classes,
                                  **kw)
     except TypeError as e:       # a constructor kwarg the model does not take
-        raise UserError(f"expert '{spec.name}': bad kwargs for timm '{model_name}': {e}") from None
+        raise ValueError(f"expert '{spec.name}': bad kwargs for timm '{model_name}': {e}") from None
     except OSError as e:         # download failed half-way, hub errors
         _offline_error(spec, e)
 
 
 def _build_torchvision(spec, model_name, num_classes, pretrained) -> nn.Module:
-    import torchvision
     try:
         if not pretrained:
             return torchvision.models.get_model(model_name, num_classes=num_classes,
@@ -214,7 +214,7 @@ def _build_torchvision(spec, model_name, num_classes, pretrained) -> nn.Module:
             _offline_error(spec)
         model = torchvision.models.get_model(model_name, weights=weights, **spec.kwargs)
     except (TypeError, ValueError) as e:
-        raise UserError(f"expert '{spec.name}': bad kwargs for torchvision '{model_name}': "
+        raise ValueError(f"expert '{spec.name}': bad kwargs for torchvision '{model_name}': "
                         f"{e}") from None
     except OSError as e:         # URLError is an OSError
         _offline_error(spec, e)
@@ -247,7 +247,6 @@ def _hf_cached(repo_id: str) -> str | None:
 
 def _reachable(host: str, timeout: float = 3.0) -> bool:
     """Can we open a TCP connection to host:443? (Avoids the hub's minute of retries offline.)"""
-    import socket
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
         return True
@@ -257,7 +256,7 @@ def _reachable(host: str, timeout: float = 3.0) -> bool:
 
 def _offline_error(spec: ExpertSpec, cause: Exception | None = None):
     why = f" ({cause})" if cause else ""
-    raise UserError(f"expert '{spec.name}': pretrained weights for '{spec.arch}' are not cached "
+    raise ValueError(f"expert '{spec.name}': pretrained weights for '{spec.arch}' are not cached "
                     f"and cannot be downloaded{why}; set checkpoint: <path to a state dict> "
                     f"(or pretrained: false)")
 
@@ -267,14 +266,14 @@ def load_checkpoint(model: nn.Module, path: str, *, name: str = "expert") -> boo
 
     Either a whole expert (head for num_classes) or a backbone whose classifier head differs
     (e.g. ImageNet's 1000 classes): then the head keeps its fresh initialisation (False).
-    Anything else -- not a state dict, missing/unexpected keys, other shapes -> UserError.
+    Anything else -- not a state dict, missing/unexpected keys, other shapes -> ValueError.
     """
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserError(f"expert '{name}': checkpoint '{path}' does not exist") from None
+        raise ValueError(f"expert '{name}': checkpoint '{path}' does not exist") from None
     except Exception as e:       # pickles of whole modules, corrupt files
-        raise UserError(f"expert '{name}': checkpoint '{path}' is not a loadable state dict "
+        raise ValueError(f"expert '{name}': checkpoint '{path}' is not a loadable state dict "
                         f"({type(e).__name__}); save model.state_dict()") from None
     sd = _unwrap_state_dict(sd, path, name)
     own = model.state_dict()
@@ -282,7 +281,7 @@ def load_checkpoint(model: nn.Module, path: str, *, name: str = "expert") -> boo
     bad = [k for k in own.keys() ^ sd.keys()] + [
         k for k in own.keys() & sd.keys() if own[k].shape != sd[k].shape]
     if any(not k.startswith(head) for k in bad):
-        raise UserError(f"expert '{name}': checkpoint '{path}' does not fit its arch "
+        raise ValueError(f"expert '{name}': checkpoint '{path}' does not fit its arch "
                         f"(mismatched keys: {sorted(bad)[:4]}{' ...' if len(bad) > 4 else ''})")
     model.load_state_dict({k: v for k, v in sd.items() if k not in bad}, strict=False)
     return not bad
@@ -295,7 +294,7 @@ def _unwrap_state_dict(sd, path, name) -> dict:
                 sd = sd[key]
     if not (isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor)
                                                 for v in sd.values())):
-        raise UserError(f"expert '{name}': checkpoint '{path}' is not a state dict "
+        raise ValueError(f"expert '{name}': checkpoint '{path}' is not a state dict "
                         f"(a mapping of parameter names to tensors)")
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
@@ -378,11 +377,6 @@ def _warmup_cosine(warmup_steps: float, total_steps: int):
         t = (step - warmup_steps) / max(1.0, total_steps - warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
     return factor
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    model.eval().requires_grad_(False)
-    return model
 
 
 @torch.inference_mode()

@@ -15,18 +15,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.models import squeezenet1_1
 
+from trainers.experts import ExpertSpec, build_expert, normalize
 from trainers.layout import memory_format_for
 
-_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+# L = lam * L_class + (1 - lam) * L_lat: lam weighs the classification term, so it lies in
+# [0, 1] (1 ignores cost). tau, the Gumbel-Softmax temperature, is > 0.
+LAM_RANGE = (0.0, 1.0)
 
 
 def to_float_nchw(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 [B,H,W,3] -> normalised float [B,3,H,W] with channels-last strides (the permuted
-    view keeps them): the Gater's memory_format, so its forward converts nothing."""
-    x = images_u8.permute(0, 3, 1, 2).float().div_(255.0)
-    return (x - _MEAN.to(x.device)) / _STD.to(x.device)
+    """uint8 [B,H,W,3] -> float [B,3,H,W] with the ImageNet normalisation of the experts (the
+    trunk is SqueezeNet 1.1's) and channels-last strides (the permuted view keeps them): the
+    Gater's memory_format, so its forward converts nothing."""
+    return normalize(images_u8.permute(0, 3, 1, 2).float().div_(255.0))
 
 
 class Gater(nn.Module):
@@ -41,7 +44,6 @@ class Gater(nn.Module):
 
     def __init__(self, num_experts: int, *, embed_dim: int = 128, trunk_state: dict | None = None):
         super().__init__()
-        from torchvision.models import squeezenet1_1
         self.trunk = squeezenet1_1(weights=None).features[:5]                # [B,128,h,w]
         self.down = nn.Sequential(nn.Conv2d(128, embed_dim, 3, stride=2, padding=1), nn.ReLU())
         self.head = nn.Linear(embed_dim, num_experts)
@@ -61,17 +63,15 @@ class Gater(nn.Module):
 def pretrained_trunk_state() -> dict[str, np.ndarray]:
     """ImageNet SqueezeNet 1.1 features[:5] weights (torch hub cache, else a download) as
     numpy arrays: loaded once by the driver (preflight checks, the store ships the same
-    arrays to every trial)."""
-    from sweep.errors import UserError
-    from trainers.experts import ExpertSpec, build_expert
+    arrays to every trial). ValueError when they can be neither read nor downloaded."""
     spec = ExpertSpec(name="gater trunk", arch="torchvision:squeezenet1_1", pretrained=True)
     try:
         model = build_expert(spec, num_classes=2)
-    except UserError:
-        raise UserError("gater.trunk_pretrained: the SqueezeNet 1.1 ImageNet weights are not "
-                        "in torch's hub cache and cannot be downloaded; put "
-                        "squeezenet1_1-b8a52dc0.pth in $TORCH_HOME/hub/checkpoints or set "
-                        "gater.trunk_pretrained: false") from None
+    except ValueError:
+        raise ValueError("gater.trunk_pretrained: the SqueezeNet 1.1 ImageNet weights are not "
+                         "in torch's hub cache and cannot be downloaded; put "
+                         "squeezenet1_1-b8a52dc0.pth in $TORCH_HOME/hub/checkpoints or set "
+                         "gater.trunk_pretrained: false") from None
     return {k: v.numpy() for k, v in model.features[:5].state_dict().items()}
 
 
@@ -206,6 +206,12 @@ def route(gater, gater_input: torch.Tensor, *, mode="argmax", tau=1.0, generator
     return torch.cat(out).numpy()
 
 
+def route_cost_ms(target, *, costs_ms, gater_ms: float) -> np.ndarray:
+    """Latency of routed inference per sample, float64 [N]: T_gater + C_i for the chosen expert
+    i = target [N] (METHODS.md A, evaluation)."""
+    return gater_ms + np.asarray(costs_ms, np.float64)[np.asarray(target, np.int64)]
+
+
 def evaluate(gater, data: GaterData, *, costs_ms: np.ndarray, gater_ms: float,
              mode="argmax", tau=1.0, generator=None) -> dict:
     """Per-sample decisions: target int [N], correct bool [N], cost ms [N] (gater + expert)."""
@@ -213,4 +219,4 @@ def evaluate(gater, data: GaterData, *, costs_ms: np.ndarray, gater_ms: float,
     pred = data.expert_logits.argmax(-1).cpu().numpy()                       # [N,E]
     correct = pred[np.arange(len(target)), target] == data.labels.cpu().numpy()
     return {"target": target, "correct": correct,
-            "cost": gater_ms + np.asarray(costs_ms, np.float64)[target]}
+            "cost": route_cost_ms(target, costs_ms=costs_ms, gater_ms=gater_ms)}

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.resnet import BasicBlock
 
-from sweep.errors import UserError
+from trainers.frozen import freeze
 from trainers.layout import format_name, memory_format_for
 
 STEMS = ("cifar", "imagenet")
@@ -72,9 +72,9 @@ class MultiExitResNet(nn.Module):
                  blocks: tuple = (2, 2, 2, 2), seed: int = 0):
         super().__init__()
         if stem not in STEMS:
-            raise UserError(f"unknown backbone stem '{stem}'; choose one of {', '.join(STEMS)}")
+            raise ValueError(f"unknown backbone stem '{stem}'; choose one of {', '.join(STEMS)}")
         if int(width) < 1 or int(num_classes) < 2 or len(blocks) < 1 or min(blocks) < 1:
-            raise UserError(f"invalid backbone: width={width}, num_classes={num_classes}, "
+            raise ValueError(f"invalid backbone: width={width}, num_classes={num_classes}, "
                             f"blocks={tuple(blocks)} (need width>=1, >=2 classes, blocks>=1)")
         self.stem_kind, self.width, self.blocks = stem, int(width), tuple(int(b) for b in blocks)
         self.dims = [self.width * 2 ** k for k in range(len(self.blocks))]      # d_k per exit
@@ -118,14 +118,6 @@ def to_float_images(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
 
 
-def freeze(model: nn.Module) -> nn.Module:
-    """eval() and requires_grad False: the frozen-expert contract of the feature store."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
 # ----------------------------------------------------------------------------- backbone training
 
 def _parse_augment(augment) -> tuple[str, ...]:
@@ -137,7 +129,7 @@ def _parse_augment(augment) -> tuple[str, ...]:
     names = (augment,) if isinstance(augment, str) else tuple(augment)
     bad = [a for a in names if a not in AUGMENTATIONS]
     if bad:
-        raise UserError(f"unknown augmentation(s) {bad}; choose from {', '.join(AUGMENTATIONS)}")
+        raise ValueError(f"unknown augmentation(s) {bad}; choose from {', '.join(AUGMENTATIONS)}")
     return tuple(a for a in AUGMENTATIONS if a in names)
 
 
@@ -172,14 +164,14 @@ def _optimizer(name: str, params, lr: float, weight_decay: float):
                                weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise UserError(f"unknown backbone optimizer '{name}'; choose sgd or adam")
+    raise ValueError(f"unknown backbone optimizer '{name}'; choose sgd or adam")
 
 
 def _check_training_args(n: int, n_labels: int, epochs: int, lr: float, batch_size: int):
     if n == 0 or n != n_labels:
-        raise UserError(f"need as many labels as images (got {n} images, {n_labels} labels)")
+        raise ValueError(f"need as many labels as images (got {n} images, {n_labels} labels)")
     if int(epochs) < 1 or not lr > 0 or int(batch_size) < 1:
-        raise UserError(f"invalid training args: epochs={epochs}, lr={lr}, "
+        raise ValueError(f"invalid training args: epochs={epochs}, lr={lr}, "
                         f"batch_size={batch_size} (need epochs>=1, lr>0, batch_size>=1)")
 
 
@@ -311,9 +303,9 @@ def exit_costs(flops, mode: str = "flops") -> np.ndarray:
         return np.arange(1, len(f) + 1, dtype=np.float64) / len(f)
     if mode == "flops":
         if len(f) == 0 or not np.all(f > 0):
-            raise UserError(f"exit FLOPs must be positive, got {f.tolist()}")
+            raise ValueError(f"exit FLOPs must be positive, got {f.tolist()}")
         return f / f[-1]
-    raise UserError(f"unknown exit_cost mode '{mode}'; choose flops or uniform")
+    raise ValueError(f"unknown exit_cost mode '{mode}'; choose flops or uniform")
 
 
 # ----------------------------------------------------------------------------- exit heads

@@ -18,7 +18,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from sweep.data import resize_uint8
+from sweep.data.images import resize_uint8
+from trainers import experts as zoo
+from trainers import gater as G
+from trainers.cost import count_flops
+from trainers.frozen import freeze
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +53,9 @@ def shapes(*, smoke: bool, cuda: bool) -> dict[str, Shape]:
 
 def build_zoo(profile: str, *, classes: int, device: str):
     """(specs, frozen experts) of a profile with RANDOM weights (no download, same cost)."""
-    from trainers import experts as zoo
     specs = [dataclasses.replace(s, pretrained=False, checkpoint=None)
              for s in zoo.PROFILES[profile]]
-    models = [zoo.freeze(zoo.build_expert(s, num_classes=classes, seed=i)).to(device)
+    models = [freeze(zoo.build_expert(s, num_classes=classes, seed=i)).to(device)
               for i, s in enumerate(specs)]
     return specs, models
 
@@ -73,7 +76,6 @@ def sync(device: str) -> None:
 
 def _fresh(num_experts: int, embed_dim: int, device: str):
     """Same gater init, optimiser and Gumbel generator for both trainers (seed 0)."""
-    from trainers import gater as G
     torch.manual_seed(0)
     gater = G.Gater(num_experts, embed_dim=embed_dim).to(device)
     opt = torch.optim.Adam(gater.parameters(), lr=1e-4)
@@ -100,7 +102,6 @@ class _Arrays:
     equivalence check), Algorithm 1's images, and the store-like arrays of the cached one."""
 
     def __init__(self, sh: Shape, specs, models, device: str):
-        from trainers import experts as zoo
         n1 = sh.batch_size * sh.alg1_steps
         imgs, labels = synthetic_images(n1, sh.image_size, sh.classes)
         gin = resize_uint8(imgs, sh.gater_size)                           # as features.py does
@@ -115,13 +116,11 @@ class _Arrays:
 
 
 def _expert_input(specs):
-    from trainers import experts as zoo
     return lambda i, u8: zoo.preprocess(u8, specs[i].input_size)
 
 
 def _trainers(sh: Shape, specs, models, arr: _Arrays, costs, precision="fp32"):
     """-> (algorithm1(gater, opt, gen, rows), cached(gater, opt, gen, data)) epoch closures."""
-    from trainers import gater as G
     kw = dict(costs=costs, lam=0.8, tau=1.0, batch_size=sh.batch_size, precision=precision)
 
     def alg1(gater, opt, gen, rows=slice(None)):
@@ -138,7 +137,6 @@ def _trunk_only(sh: Shape, arr: _Arrays, device: str):
     """An epoch of forward + backward through the paper's fixed trunk alone (SqueezeNet 1.1
     features[:5]; no head, loss or optimiser) over the cached trainer's batches: the speed
     bound of ANY gater built on that trunk, whatever its head."""
-    from trainers import gater as G
     torch.manual_seed(0)
     trunk = G.Gater(arr.logits.shape[1], embed_dim=sh.embed_dim).trunk.to(device)
     gin = arr.store[0]
@@ -151,7 +149,6 @@ def _trunk_only(sh: Shape, arr: _Arrays, device: str):
 
 def _gater_step_flops(sh: Shape, cached, arr: _Arrays, device: str) -> int:
     """FLOPs of ONE cached training step (gater forward + backward + loss), counted by torch."""
-    from trainers import gater as G
     gater, opt, gen = _fresh(arr.logits.shape[1], sh.embed_dim, device)
     b = slice(0, sh.batch_size)
     data = G.GaterData(arr.gin[b], arr.logits[b], arr.labels[b])
@@ -163,7 +160,6 @@ def _gater_step_flops(sh: Shape, cached, arr: _Arrays, device: str) -> int:
 def _pair(sh: Shape, specs, models, arr: _Arrays, costs, device: str, precision: str, log):
     """Both trainers at one precision, warmed up on the first batch from the same init and
     generator (their losses must agree) -> ({name: (epoch fn, samples)}, losses, cached)."""
-    from trainers import gater as G
     alg1, cached = _trainers(sh, specs, models, arr, costs, precision)
     b = slice(0, sh.batch_size)
     g1, o1, r1 = _fresh(len(specs), sh.embed_dim, device)
@@ -181,7 +177,6 @@ def _pair(sh: Shape, specs, models, arr: _Arrays, costs, device: str, precision:
 def bench_shape(sh: Shape, *, device: str, log=print) -> dict:
     """Cached vs Algorithm 1 at one shape: samples/s (median of repeats), ratio, FLOP ceiling,
     the trunk-only bound, and the same pair with `gater.precision: bf16`."""
-    from trainers.cost import count_flops
     specs, models = build_zoo(sh.profile, classes=sh.classes, device=device)
     arr = _Arrays(sh, specs, models, device)
     costs = torch.tensor([1.0, 3.0, 2.0], device=device)[:len(specs)]

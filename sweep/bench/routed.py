@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import statistics
 import time
@@ -19,9 +20,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sweep.bench_features import PROFILE_DATA
-from sweep.bench_gater import build_zoo, sync, synthetic_images
-from sweep.data import resize_uint8
+from sweep.bench.features import PROFILE_DATA
+from sweep.bench.gater import build_zoo, sync, synthetic_images
+from sweep.data.images import resize_uint8
+from trainers import experts as zoo
+from trainers import gater as G
+from trainers.cost import measure_latency_ms
 
 
 class Graphed(nn.Module):
@@ -48,7 +52,6 @@ class Graphed(nn.Module):
 
 
 def _models(profile: str, device: str):
-    from trainers import gater as G
     size, gsize, classes = PROFILE_DATA[profile]
     specs, experts = build_zoo(profile, classes=classes, device=device)
     torch.manual_seed(0)
@@ -58,16 +61,13 @@ def _models(profile: str, device: str):
 
 def _inputs(specs, n: int, size: int, gsize: int, classes: int, device: str):
     """Batch-1 inputs of n samples: gater [n,1,3,g,g] and per expert [n,1,3,s,s], on device."""
-    from trainers import experts as zoo
-    from trainers.gater import to_float_nchw
     imgs, _ = synthetic_images(n, size, classes, seed=1)
-    g = to_float_nchw(torch.from_numpy(resize_uint8(imgs, gsize))).to(device)
+    g = G.to_float_nchw(torch.from_numpy(resize_uint8(imgs, gsize))).to(device)
     ex = [zoo.preprocess(torch.from_numpy(imgs), s.input_size).to(device) for s in specs]
     return g.unsqueeze(1), [x.unsqueeze(1) for x in ex]
 
 
 def _latencies(gater, experts, specs, gsize, device, repeats) -> dict:
-    from trainers.cost import measure_latency_ms
     lat = lambda m, s: measure_latency_ms(m, input_shape=(1, 3, s, s), device=device,
                                           repeats=repeats)["median_ms"]
     return {"gater_ms": lat(gater, gsize),
@@ -117,7 +117,6 @@ def routed_inference(profile: str, *, device: str, n: int, repeats: int, graphs:
 # ---------------------------------------------------------------- packing (CUDA)
 def _pack_worker(k: int, barrier, queue, n: int, epochs: int, dev: str) -> None:
     """One gater trial at the paper shape: data moved to `dev` once, then `epochs` epochs."""
-    from trainers import gater as G
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // k))
     imgs, labels = synthetic_images(n, 96, 6, seed=2)
     data = G.GaterData(torch.as_tensor(imgs).to(dev), torch.randn(n, 3, 6, device=dev),
@@ -139,7 +138,6 @@ def _pack_worker(k: int, barrier, queue, n: int, epochs: int, dev: str) -> None:
 
 
 def _pack(k: int, n: int, epochs: int, device: str) -> dict:
-    import multiprocessing as mp
     ctx = mp.get_context("spawn")                    # CUDA cannot be forked
     barrier, queue = ctx.Barrier(k), ctx.Queue()
     procs = [ctx.Process(target=_pack_worker, args=(k, barrier, queue, n, epochs, device))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-SEVERITIES = ("clean", "mild", "moderate", "severe")
+from sweep.config import SEVERITIES
+
 CORRUPTIONS = ("none", "blur", "noise")
 # Reference levels c1..c5 at two resolutions (std on [0,1] pixels; blur sigma in pixels).
 _REF = {32: {"noise": [.04, .06, .08, .09, .10], "blur": [.4, .6, .7, .8, 1.0]},
@@ -74,6 +75,19 @@ def expand_severities(images, labels, *, severities, levels, seed) -> dict[str, 
         parts["corruption"].append(kind)
         parts["sample_id"].append(np.arange(len(x), dtype=np.int64))
     return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def corruption_levels(cfg) -> dict:
+    """The run's levels: `data.levels`, else the reference ones at `data.image_size`."""
+    return cfg.data.levels or reference_levels(cfg.data.image_size)
+
+
+def expand_all(cfg, splits) -> dict[str, dict[str, np.ndarray]]:
+    """Every split x severity (images uint8 [S*N,H,W,3] + per-sample columns)."""
+    levels = corruption_levels(cfg)
+    return {name: expand_severities(s.images, s.labels, severities=cfg.data.severities,
+                                    levels=levels, seed=cfg.data.seed + 101 * i)
+            for i, (name, s) in enumerate(splits.items())}
 
 
 def psnr(clean: np.ndarray, other: np.ndarray) -> float:

@@ -1,6 +1,7 @@
 """RESULTS_DIR/tune-sha256.json: the sha256 of every file of the run's Tune experiment that Tune
 unpickles on restore, kept current while the sweep runs, and checked by `--resume` before Ray
 starts. Why, and why it stays current under SIGKILL: see the docstring of sweep/resume.py.
+In the Ray layer because its recorder is a Tune callback (`Recorder`).
 
     {"format": 1, "files": {PATH RELATIVE TO THE EXPERIMENT: {sha256: unix time recorded}}}
 
@@ -20,8 +21,8 @@ from typing import ClassVar
 import pyarrow.fs as pafs
 from ray import tune
 
-from sweep import results, storage
 from sweep.errors import UserError
+from sweep.fs import join, open_fs, upload_file, write_json
 
 LIST = "tune-sha256.json"
 KEEP_S = 120.0                       # an upload to storage is assumed to take less than this
@@ -53,7 +54,7 @@ class Ledger:
 
     def __init__(self, results_dir: str, *, mirror: str | None = None, files=None):
         self.path = os.path.join(results_dir, LIST)
-        self.mirror = storage.join(mirror, LIST) if mirror else None
+        self.mirror = join(mirror, LIST) if mirror else None
         self.files: dict[str, dict[str, float]] = files or {}
         self._stat: dict[str, tuple] = {}        # staging path -> stat key when hashed
 
@@ -79,9 +80,9 @@ class Ledger:
         return new
 
     def save(self) -> None:
-        results.write_json(self.path, {"format": 1, "files": self.files})
+        write_json(self.path, {"format": 1, "files": self.files})
         if self.mirror:
-            storage.upload_file(self.path, self.mirror)
+            upload_file(self.path, self.mirror)
 
     # ------------------------------------------------------------------ what gets recorded
 
@@ -108,7 +109,7 @@ class Ledger:
     def record_stored(self, experiment: str, names: tuple[str, ...] | None = None) -> None:
         """Top-level files as they are in storage now (NAMES, or all): tuner.pkl, right after
         `Tuner()` wrote it there directly (no staging, no callback)."""
-        fs, root = storage.open_fs(experiment)
+        fs, root = open_fs(experiment)
         now = time.time()
         for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
             name = info.base_name
@@ -182,7 +183,7 @@ def recording(ledger: Ledger):
 # ---------------------------------------------------------------------------- checking
 
 def _refuse(experiment: str, rel: str, why: str):
-    raise UserError(f"--resume: '{storage.join(experiment, rel)}' {why} {LIST}; Tune would "
+    raise UserError(f"--resume: '{join(experiment, rel)}' {why} {LIST}; Tune would "
                     f"load it (tuner.pkl and the experiment state are unpickled, i.e. run as "
                     f"code), so the run is not resumed; resume only directories you trust")
 
@@ -191,7 +192,7 @@ def verify(results_dir: str, experiment: str) -> bool:
     """Check the experiment's files against RESULTS_DIR/tune-sha256.json (UserError if they
     differ). -> True when there is a saved experiment to restore, False when Tune never saved
     one (the resume then starts the sweep afresh and reads nothing of it)."""
-    fs, root = storage.open_fs(experiment)
+    fs, root = open_fs(experiment)
     try:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     except Exception as e:                                     # noqa: BLE001 (pyarrow)

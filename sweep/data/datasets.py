@@ -10,43 +10,13 @@ Every dataset is returned as uint8 RGB images [N, S, S, 3] at one square base re
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import numpy as np
+from torchvision.datasets import CIFAR10
 
+from sweep.config import DATASETS, check_sizes
+from sweep.data.images import ImageSet, resize_uint8
+from sweep.data.imagefolder import load_imagefolder
 from sweep.errors import UserError
-
-DATASETS = ("digits", "imagefolder", "cifar10", "synthetic")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    images: np.ndarray        # uint8 [N, S, S, 3]
-    labels: np.ndarray        # int64 [N]
-    class_names: tuple        # the dataset's class list: label i is class_names[i]
-
-    @property
-    def num_classes(self) -> int:
-        """The class count, from the class list (never from the labels: a class missing from
-        a split must not shrink every model's head)."""
-        return len(self.class_names)
-
-    def take(self, idx) -> "ImageSet":
-        return ImageSet(self.images[idx], self.labels[idx], self.class_names)
-
-
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [N,H,W,C] -> uint8 [N,size,size,C], bilinear (antialiased when shrinking)."""
-    import torch
-    import torch.nn.functional as F
-    if images.shape[1] == size and images.shape[2] == size:
-        return images
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    shrink = size < images.shape[1]
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def split_indices(n: int, *, val_fraction: float, test_fraction: float, seed: int):
@@ -57,7 +27,7 @@ def split_indices(n: int, *, val_fraction: float, test_fraction: float, seed: in
 
 
 def _digits(image_size: int) -> ImageSet:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits   # heavy (scipy, ~1 s), only for this dataset
     d = load_digits()
     gray = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)          # [N, 8, 8]
     rgb = np.repeat(gray[..., None], 3, axis=-1)                         # [N, 8, 8, 3]
@@ -75,7 +45,6 @@ def _synthetic(image_size: int, n: int, num_classes: int, seed: int) -> ImageSet
 
 
 def _cifar10(root: str, image_size: int, download: bool):
-    from torchvision.datasets import CIFAR10
     try:
         tr, te = (CIFAR10(root, train=t, download=download) for t in (True, False))
     except RuntimeError as e:
@@ -105,7 +74,6 @@ def load_splits(name: str, *, root: str | None = None, image_size: int, seed: in
     elif name == "cifar10":
         full, test = _cifar10(root or "data/cifar10", image_size, download)
     elif name == "imagefolder":
-        from sweep.imagefolder import load_imagefolder
         full, test, info["skipped_files"] = load_imagefolder(root, image_size, skip_corrupt)
     else:
         raise UserError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
@@ -120,3 +88,15 @@ def load_splits(name: str, *, root: str | None = None, image_size: int, seed: in
     info.update(classes=list(full.class_names), image_size=image_size,
                 sizes={k: int(len(v.labels)) for k, v in splits.items()})
     return splits, info
+
+
+def load_data(cfg) -> tuple[dict[str, ImageSet], dict]:
+    """The config's dataset (`data` section) as splits + info; too small a split: UserError."""
+    d = cfg.data
+    splits, data_info = load_splits(d.name, root=d.root, image_size=d.image_size, seed=d.seed,
+                                    val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                                    download=d.download, synthetic_n=d.synthetic_n,
+                                    synthetic_classes=d.synthetic_classes,
+                                    skip_corrupt=d.skip_corrupt)
+    check_sizes(cfg, splits)
+    return splits, data_info

@@ -5,11 +5,11 @@
     python -m sweep.bench --sections 1,3 --grid smoke --run-dir results/RUN
     python -m sweep.bench --smoke-test             # seconds-sized version (tests run this)
 
-1. cached vs Algorithm 1 gater training, paper shape and tiny profile (sweep/bench_gater.py)
-2. orchestration: slot busy fraction and Ray's per-trial overhead (sweep/bench_ray.py)
-3. store sharing: memory N concurrent trials add on one node (sweep/bench_ray.py)
-4. feature building: caching pass vs raw inference; a run's phases (sweep/bench_features.py)
-5. routed inference at batch 1, CUDA graphs, trials packed per GPU (sweep/bench_routed.py)
+1. cached vs Algorithm 1 gater training, paper shape and tiny profile (sweep/bench/gater.py)
+2. orchestration: slot busy fraction and Ray's per-trial overhead (sweep/bench/orchestration.py)
+3. store sharing: memory N concurrent trials add on one node (sweep/bench/orchestration.py)
+4. feature building: caching pass vs raw inference; a run's phases (sweep/bench/features.py)
+5. routed inference at batch 1, CUDA graphs, trials packed per GPU (sweep/bench/routed.py)
 
 Machines are noisy: every number is a median over repeats, comparisons are ratios of runs
 interleaved on the same machine, and the JSON names the machine (`device`). Writes FILE (JSON:
@@ -19,11 +19,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata as metadata
+import importlib.util
 import os
 import platform
 import sys
 import time
 import traceback
+
+import psutil
+import torch
+
+from sweep.bench import features as bench_features
+from sweep.bench import gater as bench_gater
+from sweep.bench import routed as bench_routed
+from sweep.fs import write_atomic, write_json
 
 SECTIONS = {1: "cached_vs_algorithm1", 2: "orchestration", 3: "store_sharing",
             4: "feature_building", 5: "routed_inference"}
@@ -67,8 +77,6 @@ def _cpu_model() -> str:
 
 
 def describe_machine(device: str) -> dict:
-    import psutil
-    import torch
     m = {"cpu": _cpu_model(), "cores": os.cpu_count(),
          "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
          "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
@@ -76,9 +84,8 @@ def describe_machine(device: str) -> dict:
          "platform": platform.platform(), "python": platform.python_version(),
          "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
-        import ray
-        m["ray"] = ray.__version__
-    except ImportError:
+        m["ray"] = metadata.version("ray")
+    except metadata.PackageNotFoundError:
         m["ray"] = None
     gpu = f"GPU {m['gpu']}" if m["gpu"] else "no GPU"
     m["text"] = (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {gpu}; torch "
@@ -88,8 +95,14 @@ def describe_machine(device: str) -> dict:
 
 # ---------------------------------------------------------------- sections
 def _has_ray() -> bool:
-    import importlib.util
     return importlib.util.find_spec("ray") is not None
+
+
+def _orchestration():
+    """Sections 2-3 (sweep/bench/orchestration.py) reach Ray through the Ray layer; imported
+    only when they run: Ray is heavy and may be missing where the GPU sections run."""
+    from sweep.bench import orchestration
+    return orchestration
 
 
 def _run_section(k: int, args, device: str, profile: str, log):
@@ -97,20 +110,15 @@ def _run_section(k: int, args, device: str, profile: str, log):
     if k in (2, 3) and not _has_ray():
         return {"skipped": "ray is not installed on this machine (sections 2-3 need it)"}
     if k == 1:
-        from sweep import bench_gater
         return bench_gater.run(smoke=smoke, device=device, log=log)
     if k == 2:
-        from sweep import bench_ray
-        return bench_ray.orchestration("smoke" if smoke else args.grid, log=log)
+        return _orchestration().orchestration("smoke" if smoke else args.grid, log=log)
     if k == 3:
-        from sweep import bench_ray
-        return bench_ray.store_sharing(store_mb=16 if smoke else args.store_mb,
-                                       ns=(1, 2) if smoke else (1, 2, 4), log=log)
+        return _orchestration().store_sharing(store_mb=16 if smoke else args.store_mb,
+                                              ns=(1, 2) if smoke else (1, 2, 4), log=log)
     if k == 4:
-        from sweep import bench_features
         return bench_features.run(profile, device=device, smoke=smoke, run_dir=args.run_dir,
                                   log=log)
-    from sweep import bench_routed
     return bench_routed.run(profile, device=device, smoke=smoke, log=log)
 
 
@@ -237,7 +245,6 @@ def default_out() -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    import torch
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.threads or device == "cpu":
         torch.set_num_threads(args.threads or 1)
@@ -260,13 +267,11 @@ def main(argv=None) -> int:
             result["seconds"][SECTIONS[k]] = time.perf_counter() - t0
     finally:
         if "ray" in sys.modules:
-            from sweep.bench_ray import shutdown
-            shutdown()
+            _orchestration().shutdown()
     return _write(result, out, log)
 
 
 def _write(result: dict, out: str, log) -> int:
-    from sweep.results import write_atomic, write_json
     for k, v in (result["sections"].get("routed_inference") or {}).items():
         if k.endswith("_error"):  # a failed part of section 5 (graphs, packing): exit 1 too
             result["errors"][f"routed_inference.{k.removesuffix('_error')}"] = v

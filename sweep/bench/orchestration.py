@@ -1,22 +1,32 @@
 """Benchmarks 2 and 3: how busy Ray Tune keeps the trial slots, and how trials share the store.
 
-2. Orchestration. The production Tuner (`sweep.tune.make_tuner`) runs the grid with the trainable
-   wrapped by `timed_trial`, which reports the WHOLE function time of `sweep.trials.router_trial`
-   (store views, model build, every epoch, decisions, checkpoints) as its last metrics. Busy
-   fraction = sum of those times / (slots x Tuner.fit wall time). The same grid of no-op trials
-   gives Ray's own per-trial overhead.
-3. Store sharing. N Ray actors on one node get the store through the object store (ray.put once,
-   passed by reference as `tune.with_parameters` does) and touch every array through
-   `torch.as_tensor` views as the trials do; psutil's USS/PSS say what each one added.
+2. Orchestration. The production Tuner (`sweep.tuning.tuner.make_tuner`) runs the grid with the
+   trainable wrapped by `timed_trial`, which reports the WHOLE function time of
+   `sweep.tuning.tuner.router_trial` (store views, model build, every epoch, decisions,
+   checkpoints) as its last metrics. Busy fraction = sum of those times / (slots x Tuner.fit
+   wall time). The same grid of no-op trials gives Ray's own per-trial overhead.
+3. Store sharing. N Ray actors on one node read the store from the object store as trials do
+   (`sweep.tuning.probe`); psutil's USS/PSS say what each one added.
+
+Ray is reached only through the Ray layer (sweep/tuning/), which this module imports: the
+benchmark imports it only when sections 2-3 run (Ray may be missing on a GPU box).
 """
 from __future__ import annotations
 
-import contextlib
 import statistics
 import tempfile
 import time
 
 import numpy as np
+
+from sweep import families
+from sweep.config import load_config
+from sweep.data.datasets import load_data
+from sweep.run import SMOKE
+from sweep.store.build import build_store
+from sweep.tuning import cluster, probe
+from sweep.tuning import tuner as T
+from sweep.tuning.trials import Session
 
 
 # ---------------------------------------------------------------- stores
@@ -24,7 +34,7 @@ def synthetic_store(n_train: int, *, n_eval: int | None = None, experts: int = 3
                     classes: int = 10, gater_size: int = 16, widths=(16, 32, 64, 128),
                     seed: int = 0) -> tuple[dict, dict]:
     """A store with the default run's layout (docs/architecture.md) and random contents,
-    plus the costs trials need. Sizes: ~2 KB per sample at the default shapes."""
+    plus the costs trials need (per family). Sizes: ~2 KB per sample at the default shapes."""
     rng = np.random.default_rng(seed)
     n_eval = n_eval or max(1, n_train // 3)
     store = {"meta": {}}
@@ -39,8 +49,8 @@ def synthetic_store(n_train: int, *, n_eval: int | None = None, experts: int = 3
         s.update({f"exit_features_{k}": rng.standard_normal((n, d), np.float32)
                   for k, d in enumerate(widths)})
         store[split] = s
-    costs = {"expert_ms": [0.5, 2.0, 1.2][:experts], "gater_ms": 0.2,
-             "exit_costs": [0.25, 0.5, 0.75, 1.0][:len(widths)]}
+    costs = {"experts": {"expert_ms": [0.5, 2.0, 1.2][:experts], "gater_ms": 0.2},
+             "exits": {"exit_costs": [0.25, 0.5, 0.75, 1.0][:len(widths)]}}
     return store, costs
 
 
@@ -49,64 +59,36 @@ def store_bytes(store: dict) -> int:
 
 
 def default_store(cfg, log=print) -> tuple[dict, dict, dict]:
-    """The default run's real store (built and cached by sweep.features as the run does)."""
-    from sweep.data import load_splits
-    from sweep.features import build_store
-    from sweep.pipeline import resolve_costs
-    d = cfg.data
-    splits, _ = load_splits(d.name, root=d.root, image_size=d.image_size, seed=d.seed,
-                            val_fraction=d.val_fraction, test_fraction=d.test_fraction)
+    """The default run's real store (built and cached by sweep.store as the run does)."""
+    splits, _ = load_data(cfg)
     store, info = build_store(cfg, splits, device="cpu", log=log)
-    return store, resolve_costs(cfg, store), info
+    return store, families.resolve_costs(cfg, store["meta"]), info
 
 
 # ---------------------------------------------------------------- 2. orchestration
-def timed_trial(config: dict, store: dict) -> None:
+def timed_trial(config: dict, store: dict, trials: dict) -> None:
     """router_trial, then one more report with its whole function time (wall clock)."""
-    from ray import tune
-
-    from sweep.trials import router_trial
     t0 = time.time()
-    router_trial(config, store)
+    T.router_trial(config, store, trials)
     t1 = time.time()
-    tune.report({"fn_start": t0, "fn_end": t1, "fn_time_s": t1 - t0, "bench": 1})
+    Session(config["settings"]).report({"fn_start": t0, "fn_end": t1, "fn_time_s": t1 - t0,
+                                        "bench": 1})
 
 
-def noop_trial(config: dict, store: dict) -> None:
+def noop_trial(config: dict, store: dict, trials: dict) -> None:
     """Reads nothing, trains nothing: what is left of a trial's time is Ray's."""
-    from ray import tune
     t = time.time()
-    tune.report({"fn_start": t, "fn_end": t, "fn_time_s": 0.0, "bench": 1})
-
-
-@contextlib.contextmanager
-def _trainable(fn):
-    """Make sweep.tune.make_tuner build the production Tuner around `fn` instead of
-    router_trial (same resources, concurrency, actor reuse, checkpoints, failure policy)."""
-    from sweep import tune as T
-    saved, T.router_trial = T.router_trial, fn
-    try:
-        yield
-    finally:
-        T.router_trial = saved
-
-
-def slots(cfg) -> int:
-    """Concurrent trial slots Ray can fill: cluster CPUs (GPUs) / per-trial, capped."""
-    import ray
-    res, sw = ray.cluster_resources(), cfg.sweep
-    n = int(res.get("CPU", 0) // sw.cpus_per_trial) if sw.cpus_per_trial else 10**6
-    if sw.gpus_per_trial:
-        n = min(n, int(res.get("GPU", 0) // sw.gpus_per_trial))
-    return max(1, min(n, sw.max_concurrent or n))
+    Session(config["settings"]).report({"fn_start": t, "fn_end": t, "fn_time_s": 0.0,
+                                        "bench": 1})
 
 
 def fit_grid(cfg, store, settings, fn, *, name: str) -> tuple[float, list[dict]]:
-    """-> (Tuner.fit wall s, one metrics dict per trial) for the grid of `cfg`."""
-    from sweep import tune as T
+    """-> (Tuner.fit wall s, one metrics dict per trial) for the grid of `cfg`, run by the
+    production Tuner around `fn` (same resources, concurrency, actor reuse, checkpoints,
+    failure policy)."""
     shared = {"meta": {}, **{k: v for k, v in store.items() if k != "meta"}}  # as pipeline
-    with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp, _trainable(fn):
-        tuner = T.make_tuner(cfg, shared, settings, storage_path=tmp, name=name)
+    with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:
+        tuner = T.make_tuner(cfg, shared, settings, storage_path=tmp, name=name, fn=fn)
         t0 = time.perf_counter()
         grid = tuner.fit()
         wall = time.perf_counter() - t0
@@ -142,21 +124,18 @@ def _busy(rows, wall: float, n_slots: int) -> dict:
 def orchestration(grid: str, *, log=print) -> dict:
     """Run the grid (`default`: the default config and its real store; `smoke`: sweep.run's
     smoke grid on a small synthetic store) for real, then the same grid of no-op trials."""
-    from sweep import tune as T
-    from sweep.config import load_config
-    from sweep.run import SMOKE
     cfg = load_config(None, SMOKE if grid == "smoke" else [])
     if grid == "smoke":
         (store, costs), info = synthetic_store(512), {"synthetic": True}
     else:
         store, costs, info = default_store(cfg, log=log)
-    T.init_ray(None)
-    n_slots, settings = slots(cfg), T.trial_settings(cfg, costs)
+    cluster.init_ray(None)
+    n_slots, settings = cluster.trial_slots(cfg), T.trial_settings(cfg, costs)
     log(f"[bench] orchestration: {len(T.grid_points(cfg))} trials on {n_slots} slots")
     wall, rows = fit_grid(cfg, store, settings, timed_trial, name="bench-grid")
     out = {"grid": grid, "store": info, "store_mb": store_bytes(store) / 2**20,
            "cpus_per_trial": cfg.sweep.cpus_per_trial, **_busy(rows, wall, n_slots)}
-    for fam in ("experts", "exits"):
+    for fam in (f.name for f in families.enabled(cfg)):
         fn = [r.get("fn_time_s", 0.0) for r in rows if r["family"] == fam]
         out[f"median_fn_time_s_{fam}"] = statistics.median(fn) if fn else None
     noop_wall, noop_rows = fit_grid(cfg, store, settings, noop_trial, name="bench-noop")
@@ -169,80 +148,13 @@ def orchestration(grid: str, *, log=print) -> dict:
 
 
 # ---------------------------------------------------------------- 3. store sharing
-def _memory() -> dict:
-    import psutil
-    m = psutil.Process().memory_full_info()
-    return {"uss": m.uss, "pss": m.pss, "rss": m.rss}
-
-
-class StoreReader:
-    """One trial's view of the store (as a Ray actor). `touch` reads every array through
-    torch.as_tensor views, as GaterData.from_store / trials._exit_arrays do, and keeps them."""
-
-    def __init__(self):
-        import warnings
-
-        import torch
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        torch.set_num_threads(1)
-        torch.ones(8).sum()                  # torch's lazy init before the baseline
-        self.views = None
-
-    def memory(self) -> dict:
-        return _memory()
-
-    def touch(self, store: dict, copy: bool = False) -> float:
-        import torch
-        views, total = [], 0.0
-        for split, arrays in store.items():
-            if split == "meta":
-                continue
-            for a in arrays.values():
-                t = torch.as_tensor(np.array(a) if copy else np.asarray(a))   # view unless copy
-                flat = t.reshape(-1)                                          # still a view
-                step = max(1, 4096 // t.element_size())                      # one per page
-                total += float(flat[::step].double().sum())  # reads every page, allocates ~0
-                views.append(t)
-        self.views = views
-        return total
-
-
-def _readers(ray, n: int):
-    actor = ray.remote(num_cpus=0)(StoreReader)   # memory, not CPU: all N at once
-    readers = [actor.remote() for _ in range(n)]
-    ray.get([r.memory.remote() for r in readers])  # started
-    return readers
-
-
-def _round(ray, ref, n: int, *, copy=False) -> dict:
-    """N readers: memory before, touch all, memory after (all N holding their views)."""
-    readers = _readers(ray, n)
-    before = ray.get([r.memory.remote() for r in readers])
-    ray.get([r.touch.remote(ref, copy) for r in readers])
-    after = ray.get([r.memory.remote() for r in readers])
-    for r in readers:
-        ray.kill(r)
-    mb = lambda b: b / 2**20
-    return {"n": n, "copy": copy,
-            "uss_added_mb": [mb(a["uss"] - b["uss"]) for a, b in zip(after, before)],
-            "pss_added_mb": [mb(a["pss"] - b["pss"]) for a, b in zip(after, before)],
-            "rss_added_mb": [mb(a["rss"] - b["rss"]) for a, b in zip(after, before)],
-            "process_uss_mb": [mb(b["uss"]) for b in before]}
-
-
 def store_sharing(*, store_mb: float, ns=(1, 2, 4), log=print) -> dict:
     """USS each trial adds by reading the store (zero-copy) vs a control that copies it."""
-    import ray
-
-    from sweep import tune as T
-    T.init_ray(None)
+    cluster.init_ray(None)
     per_sample = store_bytes(synthetic_store(30)[0]) / 30          # bytes per train sample
     store, _ = synthetic_store(max(64, int(store_mb * 2**20 / per_sample)))
     size = store_bytes(store)
-    ref = ray.put(store)                               # once, as tune.with_parameters does
-    rounds = [_round(ray, ref, n) for n in ns]
-    control = _round(ray, ref, 1, copy=True)
-    del ref
+    rounds, control = probe.reader_rounds(store, ns)
     worst = max(max(r["uss_added_mb"]) for r in rounds) * 2**20 / size
     n_max = rounds[-1]
     sum_pss = sum(n_max["pss_added_mb"]) * 2**20 / size
@@ -258,6 +170,4 @@ def store_sharing(*, store_mb: float, ns=(1, 2, 4), log=print) -> dict:
 
 
 def shutdown() -> None:
-    import ray
-    if ray.is_initialized():
-        ray.shutdown()
+    cluster.shutdown()

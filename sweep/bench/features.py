@@ -1,6 +1,6 @@
 """Benchmark 4: the caching pass that builds the feature store, and where a run's time goes.
 
-* Caching pass: exactly what sweep/features.py runs per split -- `trainers.experts.expert_logits`
+* Caching pass: exactly what sweep/store/build.py runs per split -- `trainers.experts.expert_logits`
   for every expert (uint8 host images -> device, resize, normalise, forward, logits back to host)
   plus the gater input's `resize_uint8` -- in images/s through the whole zoo, against the raw
   expert inference on the same device: forward passes alone on inputs already preprocessed and
@@ -17,8 +17,14 @@ import time
 
 import torch
 
-from sweep.bench_gater import build_zoo, sync, synthetic_images
-from sweep.data import resize_uint8
+from sweep.bench.gater import build_zoo, sync, synthetic_images
+from sweep.data.images import resize_uint8
+from sweep.config import load_config
+from sweep.data.corruptions import expand_all
+from sweep.data.datasets import load_data
+from sweep.store import io as store_io
+from sweep.store.build import needed_parts, part_key
+from trainers import experts as zoo
 
 # base resolution, gater input, classes per profile (as bench_gater's shapes)
 PROFILE_DATA = {"paper": (224, 96, 6), "tiny": (48, 16, 10)}
@@ -42,7 +48,6 @@ def _raw_forward(model, x: torch.Tensor) -> None:
 
 def caching_pass(profile: str, *, device: str, n: int, repeats: int, log=print) -> dict:
     """images/s of the caching pass vs raw inference, per expert and for the zoo (medians)."""
-    from trainers import experts as zoo
     size, gsize, classes = PROFILE_DATA[profile]
     specs, models = build_zoo(profile, classes=classes, device=device)
     imgs, _ = synthetic_images(n, size, classes)
@@ -102,10 +107,8 @@ def phases_from_run(run_dir: str) -> dict:
 
 def _cached_experts_s(cfg) -> dict:
     """Seconds the default store's parts took to build (their meta.json), if they are cached."""
-    from sweep import store_io
-    from sweep.features import part_key
     out = {}
-    for part in ("experts", "exits"):
+    for part in needed_parts(cfg):
         path = os.path.join(cfg.cache_dir, part_key(part, cfg, "cpu"))
         if store_io.is_complete(path, verify_hashes=False):
             meta = _store_meta(path)
@@ -117,14 +120,9 @@ def _cached_experts_s(cfg) -> dict:
 def phases_measured(log=print) -> dict:
     """Without a run dir: time the default run's data phase (load + corrupted copies) and read
     what its cached store's parts took to build (expert training + logits, backbone + heads)."""
-    from sweep.config import load_config
-    from sweep.data import load_splits
-    from sweep.features import expand_all
     cfg = load_config(None)
-    d = cfg.data
     t0 = time.perf_counter()
-    splits, _ = load_splits(d.name, root=d.root, image_size=d.image_size, seed=d.seed,
-                            val_fraction=d.val_fraction, test_fraction=d.test_fraction)
+    splits, _ = load_data(cfg)
     t1 = time.perf_counter()
     expand_all(cfg, splits)
     t2 = time.perf_counter()

@@ -9,6 +9,7 @@ Two parts, each cached under its own content hash so toggling a family rebuilds 
 
 Both carry label / severity / corruption / sample_id. `build_store` returns the merged in-memory
 store `{"meta": {...}, "train"|"val"|"test": {name: ndarray}}` (layout: docs/architecture.md).
+A run builds the parts its enabled families read (`Family.store_part`).
 """
 from __future__ import annotations
 
@@ -19,19 +20,32 @@ import os
 import time
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
-from sweep import store_io
-from sweep.corruptions import SEVERITIES, expand_severities, reference_levels
-from sweep.data import resize_uint8
+from sweep import families
+from sweep.config.experts import resolved_expert_dicts
+from sweep.data.corruptions import SEVERITIES, expand_all
+from sweep.data.images import resize_uint8
+from sweep.errors import user_errors
+from sweep.store import io as store_io
+from sweep.store.same_build import SAME_BUILD_AS
+from trainers import experts as zoo
+from trainers import multiexit as mx
+from trainers.cost import count_flops, measure_latency_ms
+from trainers.gater import Gater
 
-CODE_FILES = ("sweep/data.py", "sweep/imagefolder.py", "sweep/corruptions.py",
-              "sweep/features.py", "trainers/experts.py", "trainers/multiexit.py",
-              "trainers/gater.py", "trainers/cost.py", "trainers/layout.py")
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The source files whose change may change what a part holds (its key hashes them) ...
+CODE_FILES = ("sweep/data/datasets.py", "sweep/data/imagefolder.py", "sweep/data/images.py",
+              "sweep/data/corruptions.py", "sweep/store/build.py", "trainers/experts.py",
+              "trainers/multiexit.py", "trainers/frozen.py", "trainers/gater.py",
+              "trainers/cost.py", "trainers/layout.py")
+# ... (and sweep/store/same_build.py: versions checked to build the same parts as an earlier one)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def code_version() -> str:
-    """Hash of the source files whose change would change cached outputs."""
+def source_hash() -> str:
+    """Hash of CODE_FILES as they are now."""
     h = hashlib.sha256()
     for rel in CODE_FILES:
         with open(os.path.join(_ROOT, rel), "rb") as f:
@@ -39,9 +53,14 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
+def code_version() -> str:
+    """What the store keys on: the source hash, or the earlier one it builds the same as."""
+    h = source_hash()
+    return SAME_BUILD_AS.get(h, h)
+
+
 def part_key(part: str, cfg, device: str) -> str:
     """Content hash of everything that determines a store part."""
-    import torch
     # float results depend on the device and, on CPU, on the thread count (reduction order)
     what = {"data": dataclasses.asdict(cfg.data), "device": device.split(":")[0],
             "threads": torch.get_num_threads() if device == "cpu" else None,
@@ -59,31 +78,8 @@ def part_key(part: str, cfg, device: str) -> str:
     return f"{part}-{hashlib.sha256(blob).hexdigest()[:20]}"
 
 
-def resolved_expert_dicts(cfg) -> list[dict]:
-    from trainers.experts import PROFILES, spec_to_dict
-    if cfg.experts.specs:
-        dicts = [dict(s) for s in cfg.experts.specs]
-    else:
-        dicts = [spec_to_dict(s) for s in PROFILES[cfg.experts.profile]]
-    cap = cfg.experts.max_epochs
-    return [{**d, "epochs": min(d["epochs"], cap)} if cap and "epochs" in d else d for d in dicts]
-
-
-def corruption_levels(cfg) -> dict:
-    return cfg.data.levels or reference_levels(cfg.data.image_size)
-
-
-def expand_all(cfg, splits) -> dict[str, dict[str, np.ndarray]]:
-    """Every split x severity (images uint8 [S*N,H,W,3] + per-sample columns)."""
-    levels = corruption_levels(cfg)
-    return {name: expand_severities(s.images, s.labels, severities=cfg.data.severities,
-                                    levels=levels, seed=cfg.data.seed + 101 * i)
-            for i, (name, s) in enumerate(splits.items())}
-
-
 def _bar(desc: str, total: int):
     """A tqdm progress bar on stderr, one tick per training epoch."""
-    from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, unit="epoch", leave=True)
 
 
@@ -91,28 +87,33 @@ def _columns(x: dict) -> dict:
     return {k: x[k] for k in ("label", "severity", "corruption", "sample_id")}
 
 
-def build_store(cfg, splits, *, device: str, log=print) -> tuple[dict, dict]:
-    """-> (store, info) where info says per part whether it came from the cache."""
-    expanded, parts, info = None, [], {}
+def needed_parts(cfg) -> list[str]:
+    """The parts the enabled families read, in PARTS order."""
+    wanted = {f.store_part for f in families.enabled(cfg)}
+    return [p for p in PARTS if p in wanted]
+
+
+def build_store(cfg, splits, *, device: str, parts=None, log=print) -> tuple[dict, dict]:
+    """-> (store, info) where info says per part whether it came from the cache.
+    parts: the part names to build (default: those the enabled families read). Runs sharing
+    cache_dir build a part once: the second waits for the first (store_io.part_lock)."""
+    expanded, loaded, info = None, [], {}
     ncls = splits["train"].num_classes        # every model's head: the dataset's class list
-    for part, enabled in (("experts", cfg.gater.enabled), ("exits", cfg.exits.enabled)):
-        if not enabled:
-            continue
+    for part in needed_parts(cfg) if parts is None else parts:
         path = os.path.join(cfg.cache_dir, part_key(part, cfg, device))
         wait = lambda: log(f"[features] another run is building '{part}'; waiting for {path}")
-        with store_io.part_lock(path, on_wait=wait):     # runs sharing cache_dir build it once
+        with store_io.part_lock(path, on_wait=wait):
             hit = store_io.is_complete(path)
             if not hit:
                 expanded = expanded if expanded is not None else expand_all(cfg, splits)
                 log(f"[features] building '{part}' part -> {path}")
-                builder = _build_experts if part == "experts" else _build_exits
-                arrays, meta = builder(cfg, expanded, ncls=ncls, device=device)
+                arrays, meta = PARTS[part](cfg, expanded, ncls=ncls, device=device)
                 store_io.save_part(path, arrays, meta)
             else:
                 log(f"[features] cache hit for '{part}': {path}")
-        parts.append(store_io.load_part(path))          # complete parts never change: no lock
+        loaded.append(store_io.load_part(path))         # complete parts never change: no lock
         info[part] = {"path": os.path.abspath(path), "cache_hit": hit}
-    return merge_parts(parts), info
+    return merge_parts(loaded), info
 
 
 def merge_parts(parts) -> dict:
@@ -133,9 +134,6 @@ def _per_severity_accuracy(correct: np.ndarray, severity: np.ndarray) -> dict:
 
 
 def _build_experts(cfg, expanded, *, ncls: int, device):
-    from trainers import experts as zoo
-    from trainers.cost import count_flops, measure_latency_ms
-    from trainers.gater import Gater
     specs = [zoo.spec_from_dict(d) for d in resolved_expert_dicts(cfg)]
     arrays = {s: {**_columns(x), "expert_logits": [],
                   "gater_input": resize_uint8(x["images"], cfg.gater.gater_size)}
@@ -143,7 +141,8 @@ def _build_experts(cfg, expanded, *, ncls: int, device):
     meta = {"experts": [], "expert_costs": {}, "expert_accuracy": {}, "timings": {}}
     for spec in specs:
         t0 = time.perf_counter()
-        model = zoo.build_expert(spec, num_classes=ncls, seed=cfg.data.seed).to(device)
+        with user_errors():         # e.g. a checkpoint whose head needs fine-tuning
+            model = zoo.build_expert(spec, num_classes=ncls, seed=cfg.data.seed).to(device)
         tr = expanded["train"]
         keep = np.ones(len(tr["label"]), bool) if spec.train_on_corrupted else tr["severity"] == 0
         with _bar(f"[features] train {spec.name}", spec.epochs) as bar:
@@ -180,7 +179,6 @@ def _build_experts(cfg, expanded, *, ncls: int, device):
 
 
 def _build_exits(cfg, expanded, *, ncls: int, device):
-    from trainers import multiexit as mx
     e, tr = cfg.exits, expanded["train"]
     size = e.input_size or cfg.data.image_size
     stem = e.stem if e.stem != "auto" else ("cifar" if size <= 64 else "imagenet")
@@ -215,3 +213,8 @@ def _build_exits(cfg, expanded, *, ncls: int, device):
     print(f"[features] exits: test acc {[round(acc[n]['all'], 4) for n in names]}, "
           f"cost {[round(c, 3) for c in meta['exit_costs']['flops']]}")
     return arrays, meta
+
+
+# part name -> builder (cfg, expanded splits, *, ncls: the class count, device)
+#   -> (arrays {split: {name: array}}, meta)
+PARTS = {"experts": _build_experts, "exits": _build_exits}

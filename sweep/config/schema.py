@@ -1,10 +1,14 @@
 """Run configuration: frozen dataclasses whose defaults run as is (the embedded digits default).
 
-    cfg = load_config("configs/paper_gater_intel.yaml", overrides=["gater.lams=[0.7,1.0]"])
+    cfg = read_config("configs/paper_gater_intel.yaml", overrides=["gater.lams=[0.7,1.0]"])
 
 YAML files and `--set key=value` overrides (values parsed as YAML) are merged onto the defaults;
 unknown keys, wrong types, repeated keys, files that are empty, not UTF-8 or not a mapping raise
-`UserError`; `validate(cfg)` (sweep/validate.py) checks every value's range before any compute.
+`UserError` (`sweep.config.load_config` also checks every value's range, sweep/config/validate.py).
+
+Sections: `data`, `experts`, `sweep` (below) and one per registered router family (`gater`,
+`exits`, ...: each family brings its own dataclass, sweep/families/). `cfg.gater` is the
+`gater` section, whichever module defines it.
 """
 from __future__ import annotations
 
@@ -17,8 +21,12 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from sweep.corruptions import SEVERITIES
+from sweep import families
 from sweep.errors import UserError
+
+# The values a config may name (the data stage implements one loader / level per value).
+DATASETS = ("digits", "imagefolder", "cifar10", "synthetic")
+SEVERITIES = ("clean", "mild", "moderate", "severe")
 
 
 @dataclass(frozen=True)
@@ -54,51 +62,6 @@ class ExpertsConfig:
 
 
 @dataclass(frozen=True)
-class GaterConfig:
-    enabled: bool = True
-    gater_size: int = 16                 # the gater's downsampled input (paper: 96)
-    embed_dim: int = 64                  # channels of the conv-downsampling layer
-    trunk_pretrained: bool = False       # SqueezeNet 1.1 features[:5] pretrained weights
-    lr: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 3                      # converged by epoch 2-3 on digits (val acc/cost flat)
-    ce_scale: float = 3.0                # L_class = CE / ce_scale (paper: 3.0)
-    eval_route: str = "argmax"           # argmax | sampled
-    precision: str = "fp32"              # fp32 | bf16: autocast for the gater in training
-                                         # (GPU tensor cores, CPU AMX); decisions in fp32
-    lams: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
-    taus: tuple[float, ...] = (0.5, 1.0, 2.0)
-    seeds: tuple[int, ...] = (0, 1, 2)
-
-
-@dataclass(frozen=True)
-class ExitsConfig:
-    enabled: bool = True
-    width: int = 16                      # ResNet-18 base width (paper: 64)
-    input_size: int | None = 32          # backbone resolution (None = data.image_size)
-    stem: str = "auto"                   # auto (cifar at <= 64 px) | cifar | imagenet
-    epochs: int = 5
-    lr: float = 0.05                     # SGD, momentum 0.9, cosine schedule
-    batch_size: int = 128
-    augment: tuple[str, ...] = ("crop",)
-    train_on_corrupted: bool = True
-    head_hidden: int = 128
-    head_epochs: int = 30
-    exit_cost: str = "flops"             # flops | uniform
-    lams: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
-    taus: tuple[float, ...] = (0.5, 1.0, 2.0)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    em_iters: int = 5
-    em_tol: float = 1e-3
-    router_hidden: int = 64
-    router_epochs: int = 5
-    router_lr: float = 1e-3
-    router_batch_size: int = 256
-    thresholds: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(0, 51))
-    branchynet_thresholds: tuple[float, ...] = tuple(round(0.1 * i, 2) for i in range(0, 24))
-
-
-@dataclass(frozen=True)
 class SweepConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -113,16 +76,38 @@ class SweepConfig:
                                          # 2 also every epoch's result
 
 
+def section_types() -> dict[str, type]:
+    """Every section of the config, in order: data, experts, the families', sweep."""
+    return {"data": DataConfig, "experts": ExpertsConfig,
+            **{f.section: f.config for f in families.families()}, "sweep": SweepConfig}
+
+
+def _default_sections() -> dict:
+    return {name: tp() for name, tp in section_types().items()}
+
+
 @dataclass(frozen=True)
 class Config:
     name: str = "default"
     device: str = "auto"                 # auto | cpu | cuda
     cache_dir: str = ".cache/routesweep"
-    data: DataConfig = field(default_factory=DataConfig)
-    experts: ExpertsConfig = field(default_factory=ExpertsConfig)
-    gater: GaterConfig = field(default_factory=GaterConfig)
-    exits: ExitsConfig = field(default_factory=ExitsConfig)
-    sweep: SweepConfig = field(default_factory=SweepConfig)
+    sections: dict = field(default_factory=_default_sections)   # name -> section dataclass
+
+    def __getattr__(self, name: str):
+        """cfg.data, cfg.gater, ...: the section of that name."""
+        if name.startswith("__") or name == "sections":
+            raise AttributeError(name)
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise AttributeError(f"config has no section {name!r}") from None
+
+    def with_sections(self, **changed) -> "Config":
+        """A copy with some sections replaced, e.g. cfg.with_sections(gater=...)."""
+        return dataclasses.replace(self, sections={**self.sections, **changed})
+
+
+SCALARS = ("name", "device", "cache_dir")          # the top-level keys that are not sections
 
 
 def _coerce(value, tp, path: str):
@@ -150,6 +135,9 @@ def _coerce(value, tp, path: str):
 
 
 def from_dict(cls, d: dict, path: str = ""):
+    """A section (or the whole Config) from a mapping; unknown keys / wrong types: UserError."""
+    if cls is Config:
+        return _config_from_dict(d)
     hints = typing.get_type_hints(cls)
     unknown = set(d) - set(hints)
     if unknown:
@@ -160,8 +148,22 @@ def from_dict(cls, d: dict, path: str = ""):
     return cls(**kw)
 
 
+def _config_from_dict(d: dict) -> Config:
+    types_ = section_types()
+    hints = {**{k: typing.get_type_hints(Config)[k] for k in SCALARS}, **types_}
+    unknown = set(d) - set(hints)
+    if unknown:
+        raise UserError(f"unknown config key: {sorted(unknown, key=str)[0]!r}; known: "
+                        f"{', '.join(sorted(hints))}")
+    scalars = {k: _coerce(d[k], hints[k], k) for k in SCALARS if k in d}
+    sections = {k: _coerce(d.get(k, {}), tp, k) for k, tp in types_.items()}
+    return Config(**scalars, sections=sections)
+
+
 def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+    """name, device, cache_dir, then every section as a dict (the YAML / manifest shape)."""
+    return {**{k: getattr(cfg, k) for k in SCALARS},
+            **{k: dataclasses.asdict(v) for k, v in cfg.sections.items()}}
 
 
 def _set_path(d: dict, key: str, value) -> None:
@@ -247,15 +249,12 @@ def read_config_file(path: str) -> dict:
     return raw
 
 
-def load_config(path: str | None = None, overrides=()) -> Config:
-    """Defaults <- YAML file <- `key=value` overrides; returns a validated Config."""
+def read_config(path: str | None = None, overrides=()) -> Config:
+    """Defaults <- YAML file <- `key=value` overrides (types checked, ranges not)."""
     raw: dict = read_config_file(path) if path else {}
     for item in overrides:
         if "=" not in item:
             raise UserError(f"--set expects key=value, got {item!r}")
         key, text = item.split("=", 1)
         _set_path(raw, key.strip(), _yaml(text, f"--set {key.strip()} value {text!r}"))
-    from sweep.validate import validate
-    cfg = from_dict(Config, _merge(to_dict(Config()), raw))
-    validate(cfg)
-    return cfg
+    return from_dict(Config, _merge(to_dict(Config()), raw))

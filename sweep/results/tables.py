@@ -6,14 +6,13 @@ on the test split, one `decisions` row per sample.
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 
 import numpy as np
 import pandas as pd
 
-from sweep.corruptions import SEVERITIES
+from sweep.config import SEVERITIES
+from sweep.fs import write_atomic, write_json  # noqa: F401  (the tables' writers use them)
 
 POINT_COLUMNS = ["point_id", "family", "method", "variant", "trial_id", "seed", "lam", "tau",
                  "threshold", "split", "severity", "accuracy", "cost", "cost_unit", "n",
@@ -82,27 +81,7 @@ class Tables:
         return points, routes, dec
 
 
-def write_atomic(path: str, write) -> None:
-    """write(tmp_path) then rename: a reader sees the old file or the new one, never half."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=d)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_tables(out: str, points, routes, decisions) -> None:
     for name, df in (("points", points), ("routes", routes), ("decisions", decisions)):
         write_atomic(os.path.join(out, f"{name}.parquet"),
                      lambda p, df=df: df.to_parquet(p, index=False))
-
-
-def write_json(path: str, obj: dict) -> None:
-    def w(p):
-        with open(p, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
-    write_atomic(path, w)

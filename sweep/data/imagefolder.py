@@ -17,7 +17,9 @@ import os
 import warnings
 
 import numpy as np
+from PIL import Image
 
+from sweep.data.images import IMAGE_EXTENSIONS, ImageSet
 from sweep.errors import UserError
 
 _TRAIN_DIRS, _TEST_DIRS = ("seg_train", "train"), ("seg_test", "test")
@@ -67,7 +69,6 @@ def _to_rgb(im) -> np.ndarray:
 
 def read_image(path: str, size: int) -> np.ndarray:
     """One file -> uint8 [size, size, 3] (bilinear); _Unreadable when it is not a usable image."""
-    from PIL import Image
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise _Unreadable("empty file")
     try:
@@ -91,7 +92,6 @@ def read_image(path: str, size: int) -> np.ndarray:
 
 
 def _read_split(folder: str, classes: list[str], size: int, skip_corrupt: bool):
-    from sweep.data import IMAGE_EXTENSIONS
     images, labels, skipped = [], [], []
     for ci, c in enumerate(classes):
         cdir = os.path.join(folder, c)
@@ -118,7 +118,6 @@ def _read_split(folder: str, classes: list[str], size: int, skip_corrupt: bool):
 
 def load_imagefolder(root: str | None, size: int, skip_corrupt: bool):
     """-> (train ImageSet, test ImageSet, skipped file list)."""
-    from sweep.data import ImageSet
     if not root or not os.path.isdir(root):
         raise UserError(f"data root '{root}' does not exist; set data.root to the dataset folder")
     tr_dir, te_dir = _find(root, _TRAIN_DIRS), _find(root, _TEST_DIRS)

@@ -1,0 +1,199 @@
+"""The expert family: a Gumbel-Softmax gater picks ONE frozen expert per image (METHODS.md A).
+
+Config section `gater`; it reads the store's `experts` part (expert logits, the gater's input,
+measured latencies). λ weighs the classification term of the gater's loss (λ = 1 ignores
+latency), τ is the Gumbel-Softmax temperature. Cost: milliseconds per sample, gater included.
+Rows: the gater's trials, every expert alone, random (at each trial's route mix), oracle,
+cascade.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sweep.errors import user_errors
+from sweep.families.family import Family, Words, register
+from sweep.families.rows import (SPLITS, add_routes, add_threshold_method, base_meta,
+                                 correct_targets, trial_meta)
+from sweep.rules import COUNT, POS, SIZE, Choice, Flag
+from trainers import baselines as B
+from trainers import gater as G
+
+
+@dataclass(frozen=True)
+class GaterConfig:
+    enabled: bool = True
+    gater_size: int = 16                 # the gater's downsampled input (paper: 96)
+    embed_dim: int = 64                  # channels of the conv-downsampling layer
+    trunk_pretrained: bool = False       # SqueezeNet 1.1 features[:5] pretrained weights
+    lr: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 3                      # converged by epoch 2-3 on digits (val acc/cost flat)
+    ce_scale: float = 3.0                # L_class = CE / ce_scale (paper: 3.0)
+    eval_route: str = "argmax"           # argmax | sampled
+    precision: str = "fp32"              # fp32 | bf16: autocast for the gater in training
+                                         # (GPU tensor cores, CPU AMX); decisions in fp32
+    lams: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+    taus: tuple[float, ...] = (0.5, 1.0, 2.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+
+# one rule per field of the section besides enabled / lams / taus / seeds (Family.section_rules)
+RULES = {"gater_size": SIZE, "embed_dim": COUNT, "trunk_pretrained": Flag(), "lr": POS,
+         "batch_size": COUNT, "epochs": COUNT, "ce_scale": POS,
+         "eval_route": Choice(("argmax", "sampled")), "precision": Choice(("fp32", "bf16"))}
+
+
+def preflight(cfg) -> None:
+    if cfg.gater.trunk_pretrained:
+        with user_errors():
+            G.pretrained_trunk_state()          # cached or downloadable, else exit 2
+
+
+def extras(cfg) -> dict:
+    """With `gater.trunk_pretrained`, the trunk's ImageNet weights (loaded here, once): the
+    workers never download."""
+    if not cfg.gater.trunk_pretrained:
+        return {}
+    with user_errors():
+        return {"gater_trunk": G.pretrained_trunk_state()}
+
+
+# ----------------------------------------------------------------------------- costs
+
+def expert_costs(cfg, meta) -> dict:
+    """{"expert_ms": [E], "gater_ms"}: measured on this device, or the config's given vector."""
+    ex = cfg.experts
+    measured = [meta["expert_costs"][n]["latency_ms"] for n in meta["experts"]]
+    given = ex.cost_source == "given"
+    return {"expert_ms": list(ex.given_latency_ms) if given else measured,
+            "gater_ms": (ex.given_gater_ms if given and ex.given_gater_ms
+                         else meta["gater_cost"]["latency_ms"])}
+
+
+def cost_manifest(cfg, meta, costs) -> dict:
+    return {"experts": {n: {"latency_ms": float(costs["expert_ms"][i]),
+                            "measured_latency_ms": meta["expert_costs"][n]["latency_ms"],
+                            "latency": meta["expert_costs"][n]["latency"],
+                            "flops": meta["expert_costs"][n]["flops"],
+                            "source": cfg.experts.cost_source}
+                        for i, n in enumerate(meta["experts"])},
+            "gater": {**meta["gater_cost"], "latency_ms": float(costs["gater_ms"])},
+            "latency_method": meta.get("latency_method"),
+            "expert_accuracy": meta["expert_accuracy"]}
+
+
+# ----------------------------------------------------------------------------- the trial
+
+def settings(cfg, costs) -> dict:
+    g = cfg.gater
+    return {"lr": g.lr, "batch_size": g.batch_size, "epochs": g.epochs, "ce_scale": g.ce_scale,
+            "embed_dim": g.embed_dim, "trunk_pretrained": g.trunk_pretrained,
+            "precision": g.precision, "eval_route": g.eval_route,
+            "expert_ms": costs["expert_ms"], "gater_ms": costs["gater_ms"]}
+
+
+def new_gater(s: dict, store: dict, *, seed: int):
+    """The trial's gater: seeded init; the trunk from the store's pretrained weights when
+    `trunk_pretrained` (the driver put them there; workers never download)."""
+    torch.manual_seed(seed)
+    trunk = store["gater_trunk"] if s.get("trunk_pretrained") else None
+    return G.Gater(len(s["expert_ms"]), embed_dim=s["embed_dim"], trunk_state=trunk)
+
+
+def trial(point: dict, s: dict, store: dict, session) -> None:
+    """Train one gater from cached expert logits, reporting + checkpointing every epoch; the
+    last report carries the routes on val and test. A non-finite loss ends it as failed."""
+    device = session.device
+    train, val = (G.GaterData.from_store(store[k], device) for k in ("train", "val"))
+    test = G.GaterData.from_store(store["test"], device)
+    costs = torch.tensor(s["expert_ms"], dtype=torch.float32, device=device)
+    gater = new_gater(s, store, seed=point["seed"]).to(device)
+    opt = torch.optim.Adam(gater.parameters(), lr=s["lr"])
+    gen = torch.Generator(device=device).manual_seed(point["seed"])
+    state, start = session.restore(), 0
+    if state:
+        gater.load_state_dict(state["model"]), opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"]), (start := state["epoch"])
+    t0 = time.perf_counter()
+    for epoch in range(start, s["epochs"]):
+        try:
+            m = G.train_epoch(gater, opt, train, costs=costs, lam=point["lam"], tau=point["tau"],
+                              batch_size=s["batch_size"], ce_scale=s["ce_scale"], generator=gen,
+                              precision=s.get("precision", "fp32"))
+        except FloatingPointError as e:
+            return session.report({"status": "failed", "error": str(e), "epoch": epoch + 1})
+        ev = G.evaluate(gater, val, costs_ms=s["expert_ms"], gater_ms=s["gater_ms"])
+        last = epoch + 1 == s["epochs"]
+        arrays = _decisions(gater, {"val": val, "test": test}, s, point, device) if last else None
+        state = {"model": gater.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                 "epoch": epoch + 1}
+        session.report({**m, "epoch": epoch + 1, "val_accuracy": float(ev["correct"].mean()),
+                        "val_cost": float(ev["cost"].mean()), "status": "ok",
+                        "train_time_s": time.perf_counter() - t0}, state, arrays)
+
+
+def _decisions(gater, splits, s, point, device) -> dict:
+    gen = torch.Generator(device=device).manual_seed(10_000 + point["seed"])
+    return {f"{k}_target": G.route(gater, d.gater_input, mode=s["eval_route"], tau=point["tau"],
+                                   generator=gen).astype(np.int8)
+            for k, d in splits.items()}
+
+
+# ----------------------------------------------------------------------------- rows
+
+def assemble(family, tables, store, trials, costs, cfg) -> None:
+    """Every expert alone, each gater trial (+ a random router at its route mix), the oracle
+    and the cascade."""
+    names, ms, gater_ms = store["meta"]["experts"], np.asarray(costs["expert_ms"], float), \
+        costs["gater_ms"]
+    correct = {s: correct_targets(store[s]["expert_logits"], store[s]["label"]) for s in SPLITS}
+    n_test = len(store["test"]["label"])
+    base = base_meta(family, cfg)
+    for e, name in enumerate(names):
+        tables.add(meta={**base, "method": "expert", "variant": name}, split="test",
+                   target=np.full(n_test, e), correct=correct["test"][:, e],
+                   cost=np.full(n_test, ms[e]), target_names=names)
+    for t in trials:
+        if (meta := trial_meta(tables, t, base=base, method=family.method)) is None:
+            continue
+        add_routes(tables, meta, t["decisions"], correct=correct, names=names,
+                   cost_of=lambda r: G.route_cost_ms(r, costs_ms=ms, gater_ms=gater_ms))
+        mix = np.bincount(t["decisions"]["test_target"], minlength=len(names)) / n_test
+        r = B.random_routes(n=n_test, probs=mix, seed=t["seed"])
+        # lam/tau stay null: random is a baseline, its variant names the gater mix it copies
+        tables.add(meta={**base, "method": "random", "seed": t["seed"],
+                         "variant": f"mix of gater lam={t['lam']:g} tau={t['tau']:g}"},
+                   split="test", target=r,
+                   correct=correct["test"][np.arange(n_test), r], cost=ms[r], target_names=names)
+    r = B.oracle_routes(correct=correct["test"], costs=ms, fallback="cheapest")
+    tables.add(meta={**base, "method": "oracle"}, split="test", target=r,
+               correct=correct["test"][np.arange(n_test), r], cost=ms[r], target_names=names)
+    _cascade(tables, store, base=base, ms=ms, correct=correct, names=names,
+             thresholds=cfg.sweep.cascade_thresholds)
+
+
+def _cascade(tables, store, *, base, ms, correct, names, thresholds) -> None:
+    """Cheapest -> most accurate (on val), stop when max softmax >= threshold."""
+    acc_val, cheapest = correct["val"].mean(0), int(np.argmin(ms))
+    # cheapest first, then by cost every expert more accurate (on val) than the cheapest
+    order = [int(i) for i in np.argsort(ms) if i == cheapest or acc_val[i] > acc_val[cheapest]]
+    routes, costs = {}, {}
+    for s in SPLITS:
+        routes[s], costs[s] = B.cascade_routes(logits=store[s]["expert_logits"], order=order,
+                                               costs=ms, thresholds=np.asarray(thresholds))
+    add_threshold_method(tables, meta={**base, "method": "cascade"}, routes=routes,
+                         costs=costs, correct=correct, thresholds=thresholds, names=names)
+
+
+FAMILY = register(Family(
+    name="experts", section="gater", config=GaterConfig, method="gater", cost_unit="ms",
+    methods=("expert", "random", "oracle", "cascade"),
+    words=Words(lam="λ (weight on classification)", tau="τ (Gumbel temperature)",
+                title="Expert family — gater over frozen experts (cost: latency, ms)"),
+    store_part="experts", costs=expert_costs, settings=settings, trial=trial, assemble=assemble,
+    lam_range=G.LAM_RANGE, rules=RULES, preflight=preflight, extras=extras,
+    cost_manifest=cost_manifest))

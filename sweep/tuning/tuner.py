@@ -1,0 +1,130 @@
+"""Ray Tune: the grid, resources, checkpoints and failure policy; the only place that runs Tune.
+
+One Tuner runs every enabled family: the grid is a list of points {family, lam, tau, seed} (each
+family's from its registry entry); the store is put in the object store ONCE by
+`tune.with_parameters` and every trial reads it zero-copy. The param space also holds each
+family's settings and the resolved costs (a resumed run reads them back).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from ray import tune
+
+from sweep import families
+from sweep.tuning.trials import router_trial as _router_trial
+
+
+def grid_points(cfg) -> list[dict]:
+    return [p for f in families.enabled(cfg) for p in f.grid(cfg)]
+
+
+def trial_settings(cfg, costs: dict) -> dict:
+    """What trials need besides the store: resources and, per family, its settings."""
+    sw = cfg.sweep
+    return {"cpus_per_trial": sw.cpus_per_trial, "gpus_per_trial": sw.gpus_per_trial,
+            **{f.name: f.settings(cfg, costs[f.name]) for f in families.enabled(cfg)}}
+
+
+def trial_name(trial) -> str:
+    """e.g. gater_lam0.7_tau1_s0 / em_router_lam2_tau0.5_s1: the grid point is readable in
+    Tune's table (the family's method names it)."""
+    p = trial.config["point"]
+    try:
+        kind = families.get(p["family"]).method
+    except KeyError:
+        kind = p["family"]
+    return f"{kind}_lam{p['lam']:g}_tau{p['tau']:g}_s{p['seed']}_{trial.trial_id[-5:]}"
+
+
+# Experiment state (which trials are finished) is saved at most this often (Tune's default,
+# "auto", is >= 10 s): a driver killed right after a trial finished still knows it finished.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+
+
+def _final_metrics(ckpt) -> dict | None:
+    """The metrics a trial reported with its final checkpoint (only the LAST one holds
+    decisions.npz); None if `ckpt` is not final."""
+    with ckpt.as_directory() as d:
+        if not os.path.exists(os.path.join(d, "decisions.npz")):
+            return None
+        p = os.path.join(d, "metrics.json")
+        if not os.path.exists(p):
+            return {}
+        with open(p) as f:
+            return json.load(f)
+
+
+def router_trial(config: dict, store: dict, trials: dict) -> None:
+    """sweep.tuning.trials.router_trial, except for a trial restored from its final checkpoint (it
+    finished, but its node or the driver died before Tune recorded that): it reports its final
+    metrics again instead of training again (the EM state there cannot restart a round)."""
+    ckpt = tune.get_checkpoint()
+    final = _final_metrics(ckpt) if ckpt is not None else None
+    if final is not None:
+        return tune.report({**final, "status": "ok", "finished_before_restore": 1})
+    return _router_trial(config, store, trials)
+
+
+def trainable(cfg, store: dict, fn=router_trial):
+    """The store is put in the object store once, here, with every enabled family's trial
+    function (workers need not know the registry); the resources come from the config."""
+    sw, trials = cfg.sweep, {f.name: f.trial for f in families.enabled(cfg)}
+    return tune.with_resources(tune.with_parameters(fn, store=store, trials=trials),
+                               {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial})
+
+
+def make_tuner(cfg, store: dict, settings: dict, costs: dict | None = None, *,
+               storage_path: str, name: str = "sweep", fn=router_trial, callbacks=()):
+    """storage_path: a directory or a URI (s3://, gs://, file://) that pyarrow can open.
+    fn: the trainable (config, store, trials) -> None; the benchmark wraps router_trial.
+    callbacks: driver-side tune.Callbacks (saved in tuner.pkl, so restored with it)."""
+    sw = cfg.sweep
+    return tune.Tuner(
+        trainable(cfg, store, fn),
+        param_space={"point": tune.grid_search(grid_points(cfg)), "settings": settings,
+                     "costs": costs or {}},
+        tune_config=tune.TuneConfig(max_concurrent_trials=sw.max_concurrent or None,
+                                    reuse_actors=True, trial_name_creator=trial_name,
+                                    trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage_path, verbose=sw.tune_verbose,
+            callbacks=list(callbacks),
+            failure_config=tune.FailureConfig(max_failures=sw.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+
+
+def restore_tuner(cfg, store: dict, experiment: str):
+    """The experiment at `experiment` (dir or URI): finished trials stay finished; unfinished
+    and errored ones continue from their last checkpoint. None if Tune never saved it."""
+    if not tune.Tuner.can_restore(experiment):
+        return None
+    return tune.Tuner.restore(experiment, trainable(cfg, store), resume_unfinished=True,
+                              resume_errored=True, restart_errored=False)
+
+
+def collect(result_grid) -> list[dict]:
+    """One dict per trial: its point, status, error, final metrics and decision arrays."""
+    out = []
+    for r in result_grid:
+        point, metrics = r.config["point"], dict(r.metrics or {})
+        row = {**point, "trial_id": metrics.get("trial_id") or os.path.basename(r.path),
+               "status": "ok", "error": None, "metrics": metrics, "decisions": None,
+               "restored": metrics.get("iterations_since_restore", 0) <
+               metrics.get("training_iteration", 0)}
+        if r.error is not None:
+            row.update(status="failed", error=str(r.error).strip().splitlines()[-1][:500])
+        elif metrics.get("status") == "failed":
+            row.update(status="failed", error=metrics.get("error"))
+        elif r.checkpoint is not None:
+            with r.checkpoint.as_directory() as d:
+                p = os.path.join(d, "decisions.npz")
+                if os.path.exists(p):
+                    with np.load(p, allow_pickle=False) as z:
+                        row["decisions"] = {k: z[k] for k in z.files}
+        if row["status"] == "ok" and row["decisions"] is None:
+            row.update(status="failed", error="trial ended without final decisions")
+        out.append(row)
+    return sorted(out, key=lambda x: x["trial_id"])     # grid order, also after a restore
