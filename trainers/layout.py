@@ -10,7 +10,8 @@ backward-weights pass (`jit_1x1:avx2`) with a channels-last source, stride 2 and
 channels than its SIMD block (8 floats on AVX2) writes past its per-thread workspace ->
 "corrupted size vs. prev_size" / "free(): invalid next size" / a segfault, later, in
 `loss.backward()`. In NCHW torch hands oneDNN a padded blocked copy and the kernel is safe.
-(A standalone upstream-style reproduction for docs/ is still to be written.)
+A pure-PyTorch reproduction, its table of shapes and the oneDNN verbose line:
+docs/onednn-avx2-channels-last.md.
 
 So: channels-last, unless the module has a strided 1x1 conv with fewer than
 MIN_IN_CHANNELS input channels; then NCHW. 16 = the AVX-512 block (the upstream diagnosis puts
