@@ -104,13 +104,20 @@ def _trial(family, method, lam, tau, seed, status="ok", error=None) -> dict:
             "restored": False, "metrics": {"train_time_s": 1.0}}
 
 
+def _single_models(tables, splits, rng, family, costs: dict, acc, method):
+    """A family's writer, its simulated per-model correctness per split, the test size n, and
+    one row set per single model (every sample routed to it)."""
+    correct = {s: sp.correct(rng, acc) for s, sp in splits.items()}
+    w = _Writer(tables, splits, family, list(costs), costs.values(), correct)
+    n = len(splits["test"].u)
+    for k, name in enumerate(costs):
+        w.add(np.full(n, k), method=method, variant=name)
+    return w, correct, n
+
+
 def _experts_family(tables, splits, rng, trials) -> None:
     names = list(EXPERTS)
-    correct = {s: sp.correct(rng, EXPERT_ACC) for s, sp in splits.items()}
-    w = _Writer(tables, splits, "experts", names, EXPERTS.values(), correct)
-    n = len(splits["test"].u)
-    for k, name in enumerate(names):
-        w.add(np.full(n, k), method="expert", variant=name)
+    w, correct, n = _single_models(tables, splits, rng, "experts", EXPERTS, EXPERT_ACC, "expert")
     for lam in GATER_LAMS:
         for tau in GATER_TAUS:
             for seed in SEEDS:
@@ -147,11 +154,7 @@ def _experts_family(tables, splits, rng, trials) -> None:
 
 def _exits_family(tables, splits, rng, trials) -> None:
     names = list(EXITS)
-    correct = {s: sp.correct(rng, EXIT_ACC) for s, sp in splits.items()}
-    w = _Writer(tables, splits, "exits", names, EXITS.values(), correct)
-    n = len(splits["test"].u)
-    for k, name in enumerate(names):
-        w.add(np.full(n, k), method="exit", variant=name)
+    w, correct, n = _single_models(tables, splits, rng, "exits", EXITS, EXIT_ACC, "exit")
     for lam in EM_LAMS:
         for seed in SEEDS:
             t = _trial("exits", "em_router", lam, 1.0, seed)
