@@ -10,8 +10,8 @@ from analysis.report import ONERROR, write_report
 from tests.fake_results import write_fake_results, write_xss_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install -y chromium)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install -y chromium)")]
 FIGURE_DIV = re.compile(r'<div[^>]*class="[^"]*\bjs-plotly-plot\b')
 ALERT_SPY = ("<script>window.alert=function(m){document.documentElement.setAttribute("
              "'data-alert',String(m));};</script>")

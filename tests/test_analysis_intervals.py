@@ -132,6 +132,7 @@ def test_caption_names_methods_counts_and_reasons():
     assert "no interval drawn (1 seed and no per-sample decisions: 3)" in text
 
 
+@pytest.mark.slow                      # builds the whole report (~8 s)
 def test_report_names_the_method_and_says_where_there_is_none(tmp_path):
     run = write_fake_results(tmp_path / "run")
     page, _ = build_html(build_tables(load(run)))

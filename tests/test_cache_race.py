@@ -57,6 +57,7 @@ def _reader(root, barrier, done, errors):
                 break
 
 
+@pytest.mark.slow
 def test_racing_writers_never_expose_a_broken_part(tmp_path):
     ctx = mp.get_context("spawn")
     barrier, done, errors = ctx.Barrier(3), ctx.Value("i", 0), ctx.Queue()
@@ -110,6 +111,7 @@ def _build(cache, log_path, q):
            [v["cache_hit"] for v in info.values()], lines))
 
 
+@pytest.mark.slow
 def test_two_runs_sharing_a_cache_build_each_part_once(tmp_path):
     ctx = mp.get_context("spawn")
     q, log = ctx.Queue(), str(tmp_path / "builds.log")

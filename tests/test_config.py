@@ -119,27 +119,38 @@ def _run(args, cwd):
                           capture_output=True, text=True, timeout=120)
 
 
+def _main(args, cwd, capsys, monkeypatch) -> tuple[int, str]:
+    """sweep.run's main in this process (what `python -m sweep.run` runs, minus the start-up):
+    -> (exit code, stderr)."""
+    from sweep.run import main
+    monkeypatch.chdir(cwd)
+    rc = main(args)
+    return rc, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["lam_above_1", "tau_zero", "empty_grid", "unknown_arch",
                                   "missing_data_path", "latency_wrong_length", "unknown_key"])
-def test_cli_bad_input_exit_2_nothing_written(case, tmp_path):
+def test_cli_bad_input_exit_2_nothing_written(case, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    r = _run(["--out", str(out), *sum((["--set", s] for s in BAD[case]), [])], tmp_path)
-    assert r.returncode == 2, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    assert not out.exists()
-    assert sorted(os.listdir(tmp_path)) == ["run"] or not os.listdir(tmp_path) or \
-        sorted(os.listdir(tmp_path)) == []
+    rc, err = _main(["--out", str(out), *sum((["--set", s] for s in BAD[case]), [])], tmp_path,
+                    capsys, monkeypatch)
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("routesweep: error:"), err
+    assert os.listdir(tmp_path) == []                   # no out dir, no cache, no results/
 
 
-def test_cli_existing_out_needs_overwrite(tmp_path):
+def test_cli_existing_out_needs_overwrite(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     (out / "points.parquet").write_text("keep me")
-    r = _run(["--out", str(out)], tmp_path)
-    assert r.returncode == 2 and "--overwrite" in r.stderr
+    rc, err = _main(["--out", str(out)], tmp_path, capsys, monkeypatch)
+    assert rc == 2 and "--overwrite" in err
     assert (out / "points.parquet").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_cli_missing_config_file(tmp_path):
     r = _run(["--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")], tmp_path)
     assert r.returncode == 2 and "does not exist" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert os.listdir(tmp_path) == []

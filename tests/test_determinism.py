@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
+pytestmark = pytest.mark.slow        # two cold smoke runs
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

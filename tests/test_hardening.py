@@ -124,6 +124,7 @@ def _kill_mid_write(target, path, watch_dir):
     p.join()
 
 
+@pytest.mark.slow
 def test_killed_store_writer_leaves_previous_part_intact(tmp_path):
     path = tmp_path / "experts-abc"
     store_io.save_part(str(path), {"train": {"x": np.arange(5)}}, {"v": 1})
@@ -137,6 +138,7 @@ def test_killed_store_writer_leaves_previous_part_intact(tmp_path):
             assert not store_io.is_complete(str(tmp_path / name))
 
 
+@pytest.mark.slow
 def test_killed_table_writer_leaves_previous_file_intact(tmp_path):
     path = tmp_path / "points.parquet"
     pd.DataFrame({"a": [1, 2]}).to_parquet(path)

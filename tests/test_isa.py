@@ -63,6 +63,7 @@ def _malloc_checks() -> dict:
     return {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isa", sorted(ISAS))
 def test_training_survives_the_isa(isa):
     if isa == "native" and torch.backends.cpu.get_cpu_capability() == "AVX2":

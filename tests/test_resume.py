@@ -102,6 +102,7 @@ def test_more_gpus_per_trial_than_any_node(capsys, tmp_path):
     assert not out.exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_one_clear_line_from_the_command_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
     r = subprocess.run([sys.executable, "-m", "sweep.run", "--resume", str(tmp_path)],

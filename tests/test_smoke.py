@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow        # a Ray run of the smoke grid (~2 min cold on 2 cores)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POINT_COLS = {"point_id", "family", "method", "variant", "trial_id", "seed", "lam", "tau",
               "threshold", "split", "severity", "accuracy", "cost", "cost_unit", "n"}
