@@ -47,6 +47,13 @@ def test_pareto_mask_nan_and_ties():
     assert mask.tolist() == [True, True, False, False, True]
 
 
+def test_pareto_mask_dominance_at_equal_cost_or_accuracy():
+    # (1, .4) has the cost of (1, .5) and less accuracy; (3, .6) the accuracy of (2, .6) at a
+    # higher cost: both dominated (<= in both, < in one). Exact duplicates (4, .9) stay.
+    mask = pareto_mask(cost=[1, 1, 2, 3, 4, 4], accuracy=[.5, .4, .6, .6, .9, .9])
+    assert mask.tolist() == [True, False, True, False, True, True]
+
+
 def test_pareto_front_sorted_and_keeps_columns():
     out = pareto_front(GATER_TABLE2)
     assert out["name"].tolist() == ["squeezenet", "g0.70", "deit_s", "g0.95"]

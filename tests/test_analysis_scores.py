@@ -27,6 +27,36 @@ def test_hypervolume_two_points_overlap_counted_once():
                        ref_cost=1.0) == pytest.approx(.56)
 
 
+def test_hypervolume_reference_point_bounds_the_area():
+    # points (.1, .3), (.2, .5), (.6, .9), all on the front for ref (1, 0)
+    c, a = [.2, .6, .1], [.5, .9, .3]
+    # ref (1, 0): strips .1 * .3 + .4 * .5 + .4 * .9
+    assert hypervolume(cost=c, accuracy=a, ref_cost=1.0) == pytest.approx(.59)
+    # ref (1, .4): (.1, .3) lies below the reference accuracy; .4 * (.5 - .4) + .4 * (.9 - .4)
+    assert hypervolume(cost=c, accuracy=a, ref_cost=1.0, ref_accuracy=.4) == pytest.approx(.24)
+    # ref (.8, .4): the last strip ends at .8: .4 * .1 + .2 * .5
+    assert hypervolume(cost=c, accuracy=a, ref_cost=.8, ref_accuracy=.4) == pytest.approx(.14)
+    # ref (.5, 0): (.6, .9) costs more than the reference; .1 * .3 + .3 * .5
+    assert hypervolume(cost=c, accuracy=a, ref_cost=.5) == pytest.approx(.18)
+    # normalised by the box [0, ref_cost] x [ref_accuracy, 1]: .24 / (1 * .6), .14 / (.8 * .6)
+    assert normalised_hypervolume(cost=c, accuracy=a, ref_cost=1.0,
+                                  ref_accuracy=.4) == pytest.approx(.4)
+    assert normalised_hypervolume(cost=c, accuracy=a, ref_cost=.8,
+                                  ref_accuracy=.4) == pytest.approx(.14 / .48)
+
+
+def test_aiq_range_by_hand():
+    # hull (.2, .4) -> (.6, .8): H(c) = c + .2 on [.2, .6], .8 above, 0 below .2
+    c, a = [.2, .6], [.4, .8]
+    assert aiq(cost=c, accuracy=a) == pytest.approx(.6)                        # own range
+    # [.4, 1]: .2 * (.6 + .8) / 2 + .4 * .8 = .46 over .6
+    assert aiq(cost=c, accuracy=a, lo=.4, hi=1.0) == pytest.approx(.46 / .6)
+    # [0, .4]: 0 on [0, .2], then .2 * (.4 + .6) / 2 = .1 over .4
+    assert aiq(cost=c, accuracy=a, lo=0.0, hi=.4) == pytest.approx(.25)
+    # [.3, .5]: inside the hull, the mean of c + .2 = .6
+    assert aiq(cost=c, accuracy=a, lo=.3, hi=.5) == pytest.approx(.6)
+
+
 def test_hypervolume_em_exits():
     # strips: .25*.4359 + .25*.6635 + .25*.8984 (exit4 sits on the reference cost)
     assert hypervolume(cost=EXIT_C, accuracy=EXIT_A, ref_cost=1.0) == pytest.approx(.49945)

@@ -8,6 +8,11 @@ from trainers.baselines import (branchynet_routes, cascade_routes, fixed_routes,
 
 def test_fixed_and_random_routes():
     assert fixed_routes(n=3, target=2).tolist() == [2, 2, 2]
+    assert fixed_routes(n=2, target=0).dtype == np.int64
+    # a probability-1 target takes every sample; the seed picks the draw
+    assert random_routes(n=6, probs=[0, 2.0, 0], seed=1).tolist() == [1] * 6
+    assert not np.array_equal(random_routes(n=50, probs=[1, 1], seed=7),
+                              random_routes(n=50, probs=[1, 1], seed=8))
     a = random_routes(n=4000, probs=[0.25] * 4, seed=7)
     assert np.array_equal(a, random_routes(n=4000, probs=[0.25] * 4, seed=7))
     np.testing.assert_allclose(np.bincount(a, minlength=4) / 4000, 0.25, atol=0.03)
@@ -29,6 +34,17 @@ def test_oracle_hand_example_and_fallbacks():
     assert oracle_routes(correct=ok, costs=[2.14, 10.59, 7.56]).tolist() == [2, 1]
     with pytest.raises(ValueError):
         oracle_routes(correct=correct, costs=costs, fallback="best")
+
+
+def test_oracle_fallbacks_with_costs_out_of_index_order():
+    # costs 3, 1, 2: the cheapest target is index 1, the last index 2 is not the dearest
+    correct = np.array([[0, 0, 0], [1, 0, 1], [1, 1, 1], [1, 0, 0]], bool)
+    costs = [3.0, 1.0, 2.0]
+    assert oracle_routes(correct=correct, costs=costs).tolist() == [2, 2, 1, 0]
+    assert oracle_routes(correct=correct, costs=costs, fallback="cheapest").tolist() == [1, 2, 1, 0]
+    # equal costs: the lower index wins
+    tie = np.array([[0, 1, 1], [1, 1, 0]], bool)
+    assert oracle_routes(correct=tie, costs=[2.0, 2.0, 2.0]).tolist() == [1, 0]
 
 
 def _route_stats(route, correct, costs):
@@ -60,8 +76,12 @@ def test_oracle_dominates_every_method(seed):
         assert np.all(o_hit[hit]) and np.all(o_cost[hit] <= cost[hit])
         if hit.mean() >= o_hit.mean():
             assert cost.mean() >= o_cost.mean()
+    # the fallbacks differ only where no target is right: 'last' = T-1, 'cheapest' = argmin
     fb_last = oracle_routes(correct=correct, costs=costs)                      # paper's oracle
-    assert np.array_equal(_route_stats(fb_last, correct, costs)[0], o_hit)
+    none = ~correct.any(axis=1)
+    assert none.any() and (~none).any()
+    assert np.array_equal(fb_last[~none], oracle[~none])
+    assert np.all(fb_last[none] == k - 1) and np.all(oracle[none] == 0)
 
 
 def test_branchynet_extremes_and_hand_example():
@@ -100,3 +120,47 @@ def test_pareto_on_val():
     mask = pareto_on_val(val_acc=acc, val_cost=cost)
     # 2 dominated by 1; 4 duplicates 1 (first kept); 5 dominated by 3
     assert mask.tolist() == [True, True, False, True, False, False, True]
+
+
+def test_branchynet_scores_by_entropy_not_max_softmax():
+    # exit 0 of sample A: p = (.5, .5, 0): entropy log 2 = .6931, 1 - max p = .5
+    # exit 0 of sample B: p = (.6, .2, .2): entropy .9503,          1 - max p = .4
+    # entropy orders A before B, 1 - max p orders B before A.
+    p0 = np.array([[.5, .5, 1e-300], [.6, .2, .2]])
+    z = np.stack([np.log(p0), np.zeros((2, 3))], axis=1)                      # [N=2, K=2, C=3]
+    routes = branchynet_routes(exit_logits=z, thresholds=[0.45, 0.8])
+    # thr .45: no entropy below it -> both last (1 - max p would send B to exit 0)
+    # thr .8: A exits (.693 < .8), B does not (.950) (1 - max p would send both to exit 0)
+    assert routes.tolist() == [[1, 1], [0, 1]]
+
+
+def test_branchynet_threshold_is_strict():
+    # exit 0 certain (entropy exactly 0), exit 1 uniform over 2 classes (entropy exactly log 2)
+    z = np.array([[[0.0, -1e4, -1e4], [0.0, 0.0, -1e4], [0.0, 0.0, 0.0]],
+                  [[0.0, 0.0, 0.0], [0.0, 0.0, -1e4], [0.0, 0.0, 0.0]]])
+    assert softmax_entropy(logits=z[0, 0]) == 0.0 and softmax_entropy(logits=z[0, 1]) == np.log(2)
+    routes = branchynet_routes(exit_logits=z, thresholds=[0.0, np.log(2), np.nextafter(np.log(2), 1)])
+    # entropy < thr: at thr 0 nobody exits; at thr log 2 only the certain exit 0 counts
+    assert routes.tolist() == [[2, 2], [0, 2], [0, 1]]
+
+
+def test_cascade_threshold_is_non_strict():
+    # expert 0: max softmax exactly 1 (logits 0, -1e4) on sample 0, exactly .5 on sample 1
+    z = np.array([[[0.0, -1e4], [0.0, 5.0]], [[0.0, 0.0], [5.0, 0.0]]])
+    chosen, cost = cascade_routes(logits=z, order=[0, 1], costs=[1.0, 4.0],
+                                  thresholds=[1.0, 0.5, np.nextafter(0.5, 1)])
+    # conf >= thr: stop at 0 when equal
+    assert chosen.tolist() == [[0, 1], [0, 0], [0, 1]]
+    np.testing.assert_array_equal(cost, [[1, 5], [1, 1], [1, 5]])
+
+
+def test_pareto_on_val_ties():
+    # equal cost: only the more accurate point; equal accuracy: only the cheaper;
+    # duplicates (0 and 3): the first index
+    acc = np.array([0.6, 0.5, 0.8, 0.6, 0.8, 0.9])
+    cost = np.array([0.2, 0.2, 0.5, 0.2, 0.6, 0.5])
+    assert pareto_on_val(val_acc=acc, val_cost=cost).tolist() == [True, False, False, False,
+                                                                  False, True]
+    acc2 = np.array([0.6, 0.8, 0.8, 0.6])
+    cost2 = np.array([0.3, 0.5, 0.5, 0.2])
+    assert pareto_on_val(val_acc=acc2, val_cost=cost2).tolist() == [False, True, False, True]

@@ -133,9 +133,42 @@ def test_run_em_accepts_tensors():
 
 
 def test_run_em_stops_at_tol():
+    """posterior_change of round r = mean |r_r - r_{r-1}| (from the saved posteriors); EM stops
+    after the first round whose change is strictly below tol."""
     feats, ll, _ = _separable(n=80, seed=2)
-    res = run_em(features=feats, log_lik=ll, em_iters=20, **{**EM_KW, "tol": 1.0})
-    assert len(res.history) == 2 and res.converged
+    posts = []
+    ref = run_em(features=feats, log_lik=ll, em_iters=4,
+                 on_round=lambda r, m, s: posts.append(s["posterior"].numpy()), **EM_KW)
+    change = [h["posterior_change"] for h in ref.history]
+    assert math.isnan(change[0]) and not ref.converged
+    for r in (1, 2, 3):
+        assert change[r] == pytest.approx(np.mean(np.abs(posts[r] - posts[r - 1])), rel=1e-12)
+    c1, c2, c3 = change[1:]
+    assert c1 > c2 > c3                                  # this run settles
+    # tol between c2 and c1: round 1 goes on, round 2 stops
+    mid = run_em(features=feats, log_lik=ll, em_iters=6, **{**EM_KW, "tol": (c1 + c2) / 2})
+    assert len(mid.history) == 3 and mid.converged and mid.history[-1]["converged"]
+    # tol == c2 exactly: strict, so round 2 goes on and round 3 (c3 < c2) stops
+    eq = run_em(features=feats, log_lik=ll, em_iters=6, **{**EM_KW, "tol": c2})
+    assert [h["posterior_change"] for h in eq.history][1:] == change[1:]   # the same run
+    assert len(eq.history) == 4 and eq.converged
+    assert [h["converged"] for h in eq.history] == [False, False, False, True]
+
+
+def test_m_step_fits_routers_to_conditional_targets():
+    """Every sample has r = (.5, .25, .25) (lam 0, uniform prior, p(y|k) = .5, .25, .25), so
+    the targets are t = (.5, .25 / .5 = .5, 1): routers fitted for many epochs on uninformative
+    features halt with probability ~(.5, .5). Trained on r itself, router 1 would sit at .25."""
+    rng = np.random.default_rng(0)
+    n = 64
+    feats = [rng.normal(size=(n, d)).astype(np.float32) for d in (2, 3, 4)]
+    ll = np.log(np.tile([.5, .25, .25], (n, 1)))
+    res = run_em(features=feats, log_lik=ll, costs=[.25, .5, 1.], lam=0.0, em_iters=1, tol=0.0,
+                 hidden=4, epochs=50, lr=3e-2, batch_size=64, seed=0)
+    np.testing.assert_allclose(res.posterior, np.tile([.5, .25, .25], (n, 1)), atol=1e-12)
+    halt = halting_probs(res.routers, feats)
+    np.testing.assert_allclose(halt.mean(0), [.5, .5, 1.0], atol=0.04)
+    assert halt[:, 1].min() > .4                          # every sample, not just the mean
 
 
 def test_routers_last_exit_always_halts():

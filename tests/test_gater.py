@@ -41,10 +41,39 @@ def test_gumbel_st_forward_one_hot_gradient_soft():
     assert torch.allclose(gz, gs)
 
 
-def test_gumbel_seeded():
-    a = G.gumbel_softmax_st(torch.zeros(5, 3), tau=1.0, generator=torch.Generator().manual_seed(1))
-    b = G.gumbel_softmax_st(torch.zeros(5, 3), tau=1.0, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a[0], b[0])
+def _gumbel_by_hand(shape, seed):
+    """g = -log(-log u), u ~ U(0,1) the generator's first draw of `shape`."""
+    u = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    return -torch.log(-torch.log(u))
+
+
+def test_gumbel_soft_sample_is_softmax_of_noisy_logits_over_tau():
+    # y_soft = softmax((l + g) / tau) with g from the same generator's uniforms; z one-hot of
+    # argmax(l + g). tau = 0.5 != 1, so a dropped tau shows; the logits are not all equal.
+    logits = torch.tensor([[0.0, 1.0, -0.5], [2.0, 0.0, 0.3], [0.1, 0.1, 0.1], [-1.0, 3.0, 0.0]])
+    g = _gumbel_by_hand(logits.shape, seed=3)
+    z, y_soft = G.gumbel_softmax_st(logits, tau=0.5, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(y_soft, torch.softmax((logits + g) / 0.5, -1))
+    assert torch.equal(z, torch.eye(3)[(logits + g).argmax(-1)])
+
+
+def test_gumbel_tau_sharpens_and_flattens():
+    logits = torch.tensor([[0.0, 1.0, 2.0]] * 8)
+    g = _gumbel_by_hand(logits.shape, seed=4)
+    cold = G.gumbel_softmax_st(logits, tau=1e-3, generator=torch.Generator().manual_seed(4))[1]
+    hot = G.gumbel_softmax_st(logits, tau=1e3, generator=torch.Generator().manual_seed(4))[1]
+    # tau -> 0: the one-hot of argmax(l + g); tau -> inf: uniform 1/E
+    torch.testing.assert_close(cold, torch.eye(3)[(logits + g).argmax(-1)], atol=1e-6, rtol=0)
+    torch.testing.assert_close(hot, torch.full((8, 3), 1 / 3), atol=2e-3, rtol=0)
+
+
+def test_gumbel_noise_is_present():
+    # equal logits: without noise y_soft would be uniform and equal for every generator state
+    gen = torch.Generator().manual_seed(1)
+    a = G.gumbel_softmax_st(torch.zeros(5, 3), tau=1.0, generator=gen)[1]
+    b = G.gumbel_softmax_st(torch.zeros(5, 3), tau=1.0, generator=gen)[1]   # state moved on
+    assert not torch.allclose(a, b)
+    assert (a - 1 / 3).abs().max() > 0.1 and (b - 1 / 3).abs().max() > 0.1
 
 
 class _Expert(nn.Module):
@@ -115,14 +144,40 @@ def test_bf16_training_moves_the_gater_like_fp32():
     assert torch.allclose(out["bf16"][1], out["fp32"][1], atol=5e-2)
 
 
-def test_evaluate_costs_include_gater():
-    gin = torch.zeros(5, 16, 16, 3, dtype=torch.uint8)
-    logits = torch.zeros(5, 2, 3)
-    logits[:, 0, 1] = 1.0   # expert 0 predicts class 1
-    data = G.GaterData(gin, logits, torch.ones(5, dtype=torch.long))
-    out = G.evaluate(G.Gater(2, embed_dim=8), data, costs_ms=np.array([1.0, 5.0]), gater_ms=0.5)
-    assert set(out["cost"]) <= {1.5, 5.5}
-    assert ((out["target"] == 0) == out["correct"]).all()
+def _fixed_gater(bias, num_experts=3):
+    """A Gater whose routing logits are `bias` for every input (head weight 0)."""
+    gater = G.Gater(num_experts, embed_dim=8)
+    with torch.no_grad():
+        gater.head.weight.zero_()
+        gater.head.bias.copy_(torch.tensor(bias))
+    return gater
+
+
+def test_route_argmax_picks_the_favoured_expert():
+    gin = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8))
+    gater = _fixed_gater([0.0, 0.5, -0.2])        # argmax 1, argmin 2
+    assert G.route(gater, gin).tolist() == [1] * 6
+    assert G.route(gater, gin, batch_size=4).tolist() == [1] * 6   # two batches
+    # sampled: argmax of l + g with the generator's Gumbel noise (tau does not move the argmax)
+    g = _gumbel_by_hand((6, 3), seed=9)
+    want = (torch.tensor([0.0, 0.5, -0.2]) + g).argmax(-1)
+    got = G.route(gater, gin, mode="sampled", tau=0.5, generator=torch.Generator().manual_seed(9))
+    assert got.tolist() == want.tolist() and len(set(want.tolist())) > 1
+
+
+def test_evaluate_routes_by_argmax_and_costs_include_gater():
+    gin = torch.zeros(4, 16, 16, 3, dtype=torch.uint8)
+    logits = torch.zeros(4, 3, 2)                  # [N, E, C]
+    logits[:, 0, 0] = 1.0                          # expert 0 predicts class 0
+    logits[:, 1, 1] = 1.0                          # expert 1 predicts class 1
+    logits[:, 2, 0] = 1.0                          # expert 2 predicts class 0
+    labels = torch.tensor([1, 0, 1, 1])
+    data = G.GaterData(gin, logits, labels)
+    out = G.evaluate(_fixed_gater([0.0, 2.0, -1.0]), data, costs_ms=np.array([1.0, 5.0, 3.0]),
+                     gater_ms=0.5)
+    assert out["target"].tolist() == [1, 1, 1, 1]
+    assert out["correct"].tolist() == [True, False, True, True]     # expert 1 vs the labels
+    np.testing.assert_array_equal(out["cost"], [5.5] * 4)           # gater 0.5 + expert 1's 5
 
 
 def test_trial_gater_starts_from_the_shipped_pretrained_trunk(monkeypatch):
