@@ -200,3 +200,16 @@ def test_trial_gater_starts_from_the_shipped_pretrained_trunk(monkeypatch):
     assert torch.equal(g.head.weight, r.head.weight) and torch.equal(g.down[0].weight,
                                                                      r.down[0].weight)
     assert "gater_trunk" not in pipeline.shared_store({"meta": {}}, load_config(None))
+
+
+def test_gater_data_from_store_reads_each_array_of_its_split():
+    """The split's three arrays as tensors, same values and dtypes (no other key read)."""
+    split = {"gater_input": np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3),
+             "expert_logits": np.array([[[0.5, -1.0]], [[2.0, 3.0]]], np.float32),
+             "label": np.array([1, 0], np.int64), "severity": np.array([0, 3])}
+    d = G.GaterData.from_store(split, device="cpu")
+    assert d.gater_input.dtype == torch.uint8 and d.gater_input.shape == (2, 4, 4, 3)
+    assert torch.equal(d.gater_input, torch.as_tensor(split["gater_input"]))
+    assert d.expert_logits.tolist() == [[[0.5, -1.0]], [[2.0, 3.0]]]
+    assert d.labels.dtype == torch.int64 and d.labels.tolist() == [1, 0]
+    assert d.labels.device.type == "cpu"

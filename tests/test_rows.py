@@ -5,6 +5,7 @@ different threshold than choosing on val."""
 import numpy as np
 
 from sweep.families.em import _em_router
+from sweep.families import rows
 from sweep.families.rows import add_threshold_method, val_curve
 
 # 4 samples, 2 targets (exit 0 costs 1, exit 1 costs 3), 3 thresholds.
@@ -91,3 +92,53 @@ def test_em_router_chooses_on_the_seed_averaged_val_curve():
     assert tables.thresholds("test", seed=1) == [0.2, 0.5, 0.8]
     assert tables.thresholds("test", seed=2) == [0.2, 0.8]        # its own (λ, τ): seed 0's curve
     assert tables.thresholds("val", seed=1) == [0.2, 0.5, 0.8] and not tables.failed
+
+
+# ------------------------------------------------- routed families: one target per sample
+def test_correct_targets_by_hand():
+    logits = np.array([[[2.0, 1.0], [0.0, 3.0]],       # sample 0: target 0 says 0, target 1 says 1
+                       [[0.0, 1.0], [5.0, 4.0]]])      # sample 1: target 0 says 1, target 1 says 0
+    assert rows.correct_targets(logits, np.array([1, 1])).tolist() == [[False, True],
+                                                                        [True, False]]
+
+
+class _Fam:
+    name, cost_unit, method = "toy", "ms", "toy-router"
+
+
+class _Cfg:
+    class data:
+        seed = 7
+
+
+def _trial(tid, status="ok", val=(0, 1), test=(1, 1, 0)):
+    return {"trial_id": tid, "seed": 3, "lam": 0.25, "tau": 2.0, "status": status,
+            "error": None if status == "ok" else "boom",
+            "decisions": {"val_target": np.array(val), "test_target": np.array(test)}}
+
+
+def test_routed_rows_adds_each_trials_routes_with_per_target_costs():
+    """val: 2 samples, test: 3; target t costs (1.5, 4.0)[t]; a failed trial keeps one row."""
+    store = {"meta": {"names": ["cheap", "dear"]},
+             "val": {"logits": np.array([[[1, 0], [0, 1]], [[1, 0], [1, 0]]]),
+                     "label": np.array([1, 0])},
+             "test": {"logits": np.array([[[1, 0], [0, 1]], [[0, 1], [0, 1]], [[1, 0], [0, 1]]]),
+                      "label": np.array([1, 1, 0])}}
+    tab = FakeTables()
+    assemble = rows.routed_rows(logits="logits", names="names", cost="ms")
+    assemble(_Fam, tab, store, [_trial("a"), _trial("b", status="error")], {"ms": [1.5, 4.0]},
+             _Cfg)
+    assert [r["split"] for r in tab.rows] == ["val", "test"]              # trial a only
+    val, test = tab.rows
+    assert val["target"] == [0, 1] and val["correct"] == [False, True]
+    assert val["cost"] == [1.5, 4.0] and val["names"] == ["cheap", "dear"]
+    assert test["target"] == [1, 1, 0] and test["correct"] == [True, True, True]
+    assert test["cost"] == [4.0, 4.0, 1.5]
+    assert val["meta"] == {"family": "toy", "cost_unit": "ms", "seed": 3, "method": "toy-router",
+                           "trial_id": "a", "lam": 0.25, "tau": 2.0}
+    assert tab.failed == [{"family": "toy", "cost_unit": "ms", "seed": 3, "method": "toy-router",
+                           "trial_id": "b", "lam": 0.25, "tau": 2.0, "error": "boom"}]
+
+
+def test_base_meta_takes_the_data_seed():
+    assert rows.base_meta(_Fam, _Cfg) == {"family": "toy", "cost_unit": "ms", "seed": 7}
