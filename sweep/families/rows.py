@@ -53,7 +53,7 @@ def add_threshold_method(tables, *, meta, routes: dict, costs: dict, correct: di
 def trial_meta(tables, t, *, base, method) -> dict | None:
     """A trial's row metadata; a failed trial gets its failed row here and None back."""
     meta = {**base, "method": method, "trial_id": t["trial_id"], "seed": t["seed"],
-            "lam": t["lam"], "tau": t["tau"]}
+            "lam": t["lam"], "tau": t["tau"], "variant": t.get("variant")}
     if t["status"] != "ok":
         tables.add_failed(meta={**meta, "error": t["error"]})
         return None
