@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from sweep.families.family import Family, Words, register
-from sweep.families.rows import (SPLITS, add_threshold_method, base_meta, correct_targets,
-                                 trial_meta, val_curve)
+from sweep.families.rows import (SPLITS, add_cost_matched_random, add_threshold_method,
+                                 base_meta, correct_targets, trial_meta, val_curve)
 from sweep.rules import COUNT, FRACTION, NONNEG, POS, Choice, Flag, Grid, Num
 from trainers import baselines as B
 from trainers import em_router as EM
@@ -136,7 +136,8 @@ def trial(point: dict, s: dict, store: dict, session) -> None:
 # ----------------------------------------------------------------------------- rows
 
 def assemble(family, tables, store, trials, costs, cfg) -> None:
-    """Every exit alone, random (uniform, per seed), oracle, BranchyNet, then the EM trials."""
+    """Every exit alone, random (uniform as in the paper, and cost-matched at each cost level;
+    per seed), oracle, BranchyNet, then the EM trials."""
     names = store["meta"]["exits"]
     c = np.asarray(costs["exit_costs"], float)
     correct = {s: correct_targets(store[s]["exit_logits"], store[s]["label"]) for s in SPLITS}
@@ -150,6 +151,8 @@ def assemble(family, tables, store, trials, costs, cfg) -> None:
     for seed in sorted({t["seed"] for t in trials} or {cfg.data.seed}):
         add({"method": "random", "variant": "uniform", "seed": seed},
             B.random_routes(n=n["test"], probs=np.full(len(c), 1 / len(c)), seed=seed))
+    add_cost_matched_random(tables, base=base, costs=c, correct=correct["test"], names=names,
+                            seeds=sorted({t["seed"] for t in trials} or {cfg.data.seed}))
     add({"method": "oracle"}, B.oracle_routes(correct=correct["test"], costs=c, fallback="last"))
     th = np.asarray(cfg.exits.branchynet_thresholds)
     routes = {s: B.branchynet_routes(exit_logits=store[s]["exit_logits"], thresholds=th)
