@@ -19,6 +19,7 @@ from analysis import families as fam
 from analysis.frontier import (METHOD_ORDER, SINGLE_METHODS, frontier_table, is_learned,
                                lift_table, select)
 from analysis.io import severity_order
+from analysis.m_step import m_step_table
 from analysis.scores import scores_table
 from analysis.stats import CONFIG, aggregate_seeds, setting_ids, significance_table
 
@@ -115,6 +116,7 @@ def build_tables(data: dict, *, confidence=0.95) -> dict:
     tables = {"aggregate": agg, "frontier": frontier_table(agg), "lift": lift_table(agg),
               "scores": scores_table(agg), "failed": failed_table(points, data["manifest"]),
               "significance": significance_table(agg, points, decisions, severities),
+              "m_step": m_step_table(agg),        # empty unless exits.m_step: both
               "manifest": data["manifest"], "points": points, "severities": severities,
               "families": {f: fam.describe(data["manifest"], f, points)
                            for f in families(agg, data["manifest"])}}

@@ -68,7 +68,7 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
 def expected_trials(cfg, trials: list[dict]) -> list[dict]:
     """TRIALS plus a failed entry for every grid point Tune returned no trial for: a missing
     trial is a failed row in the tables, never a silently missing one."""
-    key = lambda x: (x["family"], x["lam"], x["tau"], x["seed"])
+    key = lambda x: (x["family"], x["lam"], x["tau"], x["seed"], x.get("variant"))
     have = {key(x) for x in trials}
     missing = [{**p, "trial_id": None, "status": "failed", "metrics": {}, "decisions": None,
                 "restored": False, "error": "no result from Tune for this grid point"}

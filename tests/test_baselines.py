@@ -164,3 +164,62 @@ def test_pareto_on_val_ties():
     acc2 = np.array([0.6, 0.8, 0.8, 0.6])
     cost2 = np.array([0.3, 0.5, 0.5, 0.2])
     assert pareto_on_val(val_acc=acc2, val_cost=cost2).tolist() == [False, True, False, True]
+
+
+# ----------------------------------------------------------------------------- cost-matched random
+# costs (1, 4, 2) ms: sorted 1 < 2 < 4. Target 3 lies between 2 and 4: p(4) = (3-2)/(4-2) = 1/2,
+# p(2) = 1/2, expected 0.5*4 + 0.5*2 = 3. Target 1.25 between 1 and 2: p(2) = .25, p(1) = .75,
+# expected .75 + .5 = 1.25. Target 2 is expert 2 alone.
+MATCH = [(3.0, [0.0, 0.5, 0.5]), (1.25, [0.75, 0.0, 0.25]), (2.0, [0.0, 0.0, 1.0]),
+         (1.0, [1.0, 0.0, 0.0]), (4.0, [0.0, 1.0, 0.0]), (3.5, [0.0, 0.75, 0.25])]
+
+
+@pytest.mark.parametrize("target,probs", MATCH)
+def test_cost_matched_mix_by_hand(target, probs):
+    from trainers.baselines import cost_matched_mix
+    p = cost_matched_mix(costs=[1.0, 4.0, 2.0], target=target)
+    np.testing.assert_allclose(p, probs, atol=1e-12)
+    assert p @ np.array([1.0, 4.0, 2.0]) == pytest.approx(target, abs=1e-12)
+
+
+def test_cost_matched_mix_ties_take_the_lower_index():
+    from trainers.baselines import cost_matched_mix
+    np.testing.assert_array_equal(cost_matched_mix(costs=[2, 1, 1, 3, 3], target=1), [0, 1, 0, 0, 0])
+    np.testing.assert_allclose(cost_matched_mix(costs=[3, 1, 1, 3], target=2), [.5, .5, 0, 0])
+    np.testing.assert_allclose(cost_matched_mix(costs=[1, 3, 1, 3], target=2.5), [.25, .75, 0, 0])
+
+
+@pytest.mark.parametrize("target", [0.999, 4.001, float("nan"), float("inf")])
+def test_cost_matched_mix_refuses_costs_no_mix_reaches(target):
+    from trainers.baselines import cost_matched_mix
+    with pytest.raises(ValueError, match="outside"):
+        cost_matched_mix(costs=[1.0, 4.0, 2.0], target=target)
+
+
+@pytest.mark.parametrize("costs", [[], [[1.0, 2.0]], [1.0, float("nan")], ["fast", "slow"]])
+def test_cost_matched_mix_refuses_bad_costs(costs):
+    from trainers.baselines import cost_levels, cost_matched_mix
+    with pytest.raises(ValueError):
+        cost_matched_mix(costs=costs, target=1.0)
+    with pytest.raises(ValueError):
+        cost_levels(costs=costs, n=3)
+
+
+def test_cost_levels_by_hand():
+    from trainers.baselines import cost_levels
+    np.testing.assert_allclose(cost_levels(costs=[1.0, 4.0, 2.0], n=4), [1, 2, 3, 4])
+    np.testing.assert_allclose(cost_levels(costs=[0.5, 0.25, 1.0], n=2), [0.25, 1.0])
+    for n in (1, 0, 2.5):
+        with pytest.raises(ValueError, match="n >= 2"):
+            cost_levels(costs=[1.0, 2.0], n=n)
+
+
+def test_cost_matched_random_routes_reach_the_target_cost():
+    """A law: the draws' mean cost converges to the target (2000 draws, 5 sd of the mix)."""
+    from trainers.baselines import cost_matched_mix, random_routes
+    c = np.array([1.0, 4.0, 2.0])
+    for target in (1.25, 3.0, 3.9):
+        r = random_routes(n=2000, probs=cost_matched_mix(costs=c, target=target), seed=0)
+        assert set(np.unique(r)) <= {0, 1, 2}
+        sd = np.sqrt(cost_matched_mix(costs=c, target=target) @ (c - target) ** 2 / 2000)
+        assert abs(c[r].mean() - target) <= 5 * sd

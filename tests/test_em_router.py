@@ -196,3 +196,110 @@ def test_validate_em_args_accepts_good():
     validate_em_args(em_iters=10, thresholds=[0, 0.5, 1],
                      costs=[.25, .5, .75, 1.], num_exits=4, backbone_stages=4, tol=1e-3,
                      hidden=64, epochs=20, lr=1e-3, batch_size=256)
+
+
+# ----------------------------------------------------------------------------- m_step (issue 13)
+# The issue's two-sample example, three exits. Posteriors r (rows sum to 1):
+#   A = (0.9, 0.05, 0.05): t_1 = 0.05 / 0.1 = 1/2,   w_1 = r_1 + r_2 = 0.1
+#   B = (0.1, 0.05, 0.85): t_1 = 0.05 / 0.9 = 1/18,  w_1 = 0.9
+# A router with only a bias gives both samples one sigma_1. d/ds sum_n w_n BCE(t_n, sigma(s)) =
+# sum_n w_n (sigma - t_n) = 0, so the minimiser is sigma = sum w t / sum w:
+#   paper (w = 1):  (1/2 + 1/18) / 2           = 5/18 = 0.2778
+#   exact EM:       (0.1/2 + 0.9/18) / (0.1 + 0.9) = (0.05 + 0.05) / 1 = 0.100
+# Router 0 sees w_0 = 1 for both: t_0 = (0.9, 0.1), so sigma_0 = 0.5 under either M-step.
+TWO = np.array([[0.9, 0.05, 0.05], [0.1, 0.05, 0.85]])
+
+
+class BiasOnly(torch.nn.Module):
+    """A free per-exit constant router: s_k is one learned number per exit (last: +inf)."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.zeros(k - 1))
+
+    def forward(self, features):
+        n = len(features[0])
+        return torch.cat([self.b.expand(n, -1), torch.full((n, 1), math.inf)], dim=1)
+
+
+def test_reach_mass_hand_example():
+    from trainers.em_router import reach_mass
+    np.testing.assert_allclose(reach_mass(posterior=TWO), [[1.0, 0.1, 0.05], [1.0, 0.9, 0.85]])
+    # w_k t_k = r_k (the law that makes the weighted BCE exact EM)
+    t = conditional_targets(posterior=TWO)
+    np.testing.assert_allclose((reach_mass(posterior=TWO) * t)[:, :-1], TWO[:, :-1])
+
+
+def test_m_step_weights_paper_is_none_weighted_is_reach_mass():
+    from trainers.em_router import m_step_weights, reach_mass
+    assert m_step_weights(posterior=TWO, m_step="paper") is None
+    np.testing.assert_array_equal(m_step_weights(posterior=TWO, m_step="weighted"),
+                                  reach_mass(posterior=TWO))
+    with pytest.raises(ValueError, match="m_step"):
+        m_step_weights(posterior=TWO, m_step="exact")
+
+
+@pytest.mark.parametrize("m_step,sigma1", [("paper", 5 / 18), ("weighted", 0.1)])
+def test_m_step_bias_router_reaches_the_hand_optimum(m_step, sigma1):
+    """fit_routers with the M-step's weights drives a bias-only router to sum w t / sum w."""
+    from trainers.em_router import fit_routers, m_step_weights
+    torch.manual_seed(0)
+    router = BiasOnly(3)
+    feats = [torch.zeros(2, 1)] * 3
+    fit_routers(router, features=feats, targets=conditional_targets(posterior=TWO), epochs=3000,
+                lr=0.05, batch_size=2, seed=0,
+                weights=m_step_weights(posterior=TWO, m_step=m_step))
+    sigma = torch.sigmoid(router.b.detach()).numpy()
+    np.testing.assert_allclose(sigma, [0.5, sigma1], atol=2e-3)
+
+
+def test_weighted_bce_gradient_vanishes_at_the_weighted_mean():
+    """The loss fit_routers minimises, by hand at three sigmas: its minimiser on a fine grid
+    is 5/18 unweighted and 0.1 weighted (router 1 of the two-sample example)."""
+    from trainers.em_router import reach_mass
+    t = conditional_targets(posterior=TWO)[:, 1]                                   # (1/2, 1/18)
+    w = reach_mass(posterior=TWO)[:, 1]                                            # (0.1, 0.9)
+    grid = np.linspace(0.001, 0.999, 9981)
+    bce = -(t[:, None] * np.log(grid) + (1 - t[:, None]) * np.log(1 - grid))     # [2, G]
+    assert grid[np.argmin(bce.mean(0))] == pytest.approx(5 / 18, abs=1e-4)
+    assert grid[np.argmin((w[:, None] * bce).mean(0))] == pytest.approx(0.1, abs=1e-4)
+
+
+def test_fit_routers_weighted_loss_value():
+    """The returned loss is the batch mean of w * BCE over N x (K-1) terms: at s = 0 every BCE
+    term is log 2, so the loss is log 2 * mean(w[:, :-1]) (lr 0: nothing moves)."""
+    from trainers.em_router import fit_routers, reach_mass
+    router = BiasOnly(3)
+    feats = [torch.zeros(2, 1)] * 3
+    t = conditional_targets(posterior=TWO)
+    w = reach_mass(posterior=TWO)
+    for weights, mean_w in ((None, 1.0), (w, (1 + 0.1 + 1 + 0.9) / 4)):
+        loss = fit_routers(router, features=feats, targets=t, epochs=1, lr=1e-12, batch_size=2,
+                           seed=0, weights=weights)
+        assert loss == pytest.approx(math.log(2) * mean_w, rel=1e-5)
+
+
+def test_run_em_m_step_paper_is_the_default_bit_for_bit_and_weighted_differs():
+    rng = np.random.default_rng(3)
+    n, dims = 60, [3, 4, 5]
+    feats = [rng.normal(size=(n, d)).astype(np.float32) for d in dims]
+    ll = np.log(rng.uniform(0.05, 1.0, size=(n, 3)))
+    kw = dict(features=feats, log_lik=ll, costs=[0.3, 0.6, 1.0], lam=1.0, em_iters=2,
+              hidden=4, epochs=2, batch_size=16, seed=0)
+    default, paper, weighted = run_em(**kw), run_em(**kw, m_step="paper"), \
+        run_em(**kw, m_step="weighted")
+    for a, b in zip(default.routers.state_dict().values(), paper.routers.state_dict().values()):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(default.posterior, paper.posterior)
+    assert not np.allclose(halting_probs(paper.routers, feats),
+                           halting_probs(weighted.routers, feats))
+    with pytest.raises(ValueError, match="m_step"):
+        run_em(**kw, m_step="exact")
+
+
+def test_validate_em_args_m_step():
+    validate_em_args(m_step="paper")
+    validate_em_args(m_step="weighted")
+    validate_em_args()
+    with pytest.raises(ValueError, match="m_step"):
+        validate_em_args(m_step="Weighted")

@@ -22,12 +22,55 @@ def fixed_routes(*, n: int, target: int) -> np.ndarray:
 def random_routes(*, n: int, probs, seed: int) -> np.ndarray:
     """Each sample to target t with probability probs[t], drawn from default_rng(seed): int64 [N].
 
-    Exit family: uniform probs (the paper). Expert family: the gater's route mix at the same
-    operating point, so random is compared at matched cost."""
+    Exit family: uniform probs (the paper's random). Both families: cost_matched_mix, one mix
+    per cost level (cost_levels), so random is a curve at matched expected cost."""
     p = np.asarray(probs, np.float64)
     if p.ndim != 1 or len(p) == 0 or np.any(~np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
         raise ValueError(f"random routing probabilities must be >= 0 with a positive sum, got {probs}")
     return np.random.default_rng(seed).choice(len(p), size=int(n), p=p / p.sum()).astype(np.int64)
+
+
+def cost_levels(*, costs, n: int) -> np.ndarray:
+    """n >= 2 evenly spaced target costs [n] from the cheapest to the costliest target, both
+    included (the two ends are those targets alone)."""
+    c = _costs(costs)
+    if int(n) != n or n < 2:
+        raise ValueError(f"cost levels need n >= 2, got {n}")
+    return np.linspace(c.min(), c.max(), int(n))
+
+
+def cost_matched_mix(*, costs, target) -> np.ndarray:
+    """costs [T], target cost -> probs [T] whose expected cost sum_t p_t c_t is `target`.
+
+    It mixes the two targets adjacent in cost around `target` (c_lo < target < c_hi:
+    p_hi = (target - c_lo) / (c_hi - c_lo), p_lo = 1 - p_hi), which is what random routing at a
+    given expected cost needs and the least spread any mix can have. A target at a target's
+    cost is that target alone (equal costs: the lower index). Targets outside
+    [min(costs), max(costs)] are refused (ValueError): no mix reaches them, none is clipped.
+    E.g. costs (1, 4, 2), target 3 -> (0, 0.5, 0.5)."""
+    c = _costs(costs)
+    t = float(target)
+    if not np.isfinite(t) or t < c.min() or t > c.max():
+        raise ValueError(f"target cost {target} lies outside the targets' costs "
+                         f"[{c.min():g}, {c.max():g}]: no random mix reaches it")
+    p = np.zeros(len(c))
+    hit = np.flatnonzero(c == t)
+    if len(hit):
+        p[hit[0]] = 1.0
+        return p
+    below, above = np.flatnonzero(c < t), np.flatnonzero(c > t)
+    lo = below[np.argmax(c[below])]          # argmax / argmin: the lower index among equals
+    hi = above[np.argmin(c[above])]
+    p[hi] = (t - c[lo]) / (c[hi] - c[lo])
+    p[lo] = 1.0 - p[hi]
+    return p
+
+
+def _costs(costs) -> np.ndarray:
+    c = np.asarray(costs, np.float64)
+    if c.ndim != 1 or len(c) == 0 or not np.all(np.isfinite(c)):
+        raise ValueError(f"costs must be a non-empty list of finite numbers, got {costs!r}")
+    return c
 
 
 def oracle_routes(*, correct, costs, fallback: str = "last") -> np.ndarray:

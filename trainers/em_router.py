@@ -3,7 +3,11 @@
 Exit identity z is latent. With r = P(z=k | x, y):
   E-step   r = softmax_k((log p(y|x,k) + log p(k|x) - lam * cost_k) / tau)       (tau=1: paper)
   targets  t_k = r_k / sum_{j>=k} r_j   (P(halt at k | not halted before)), t_K = 1
-  M-step   routers s_k(x) on exit k's pooled features, BCE(sigmoid(s_k), t_k) with soft targets
+  M-step   routers s_k(x) on exit k's pooled features, BCE(sigmoid(s_k), t_k) with soft targets;
+           m_step "paper" (default): every sample weighs 1 (the paper's text); "weighted":
+           sample n's term for router k weighs w_k = sum_{j>=k} r_j, its posterior mass of
+           reaching exit k (exact EM: w_k t_k = r_k, w_k (1 - t_k) = sum_{j>k} r_j, so the
+           weighted BCE is the expected complete-data log-likelihood of the halting decisions)
   prior    p(k|x) = sigmoid(s_k) prod_{j<k} (1 - sigmoid(s_j)), the last exit always halts
 Round 0 uses the uniform prior 1/K; each later E-step uses the prior implied by the routers just
 fitted. Inference: exit at the first k with sigmoid(s_k) >= threshold, else the last exit.
@@ -31,6 +35,8 @@ from trainers.multiexit import FeatureMLP, as_tensors, seeded
 # E-step: lam weighs the exit cost against the likelihood, so any lam >= 0 (0 ignores cost);
 # tau, the E-step temperature, is > 0 (1 is the paper).
 LAM_RANGE = (0.0, None)
+# M-step: "paper" = unweighted BCE on t_k (the paper's text); "weighted" = exact EM (reach_mass).
+M_STEPS = ("paper", "weighted")
 
 
 # ----------------------------------------------------------------------------- E-step maths
@@ -67,6 +73,22 @@ def conditional_targets(*, posterior) -> np.ndarray:
     t = np.divide(r, tail, out=np.ones_like(r), where=tail > 0)
     t[:, -1] = 1.0
     return np.clip(t, 0.0, 1.0)
+
+
+def reach_mass(*, posterior) -> np.ndarray:
+    """r [N, K] -> w [N, K], w_k = sum_{j>=k} r_j: the posterior mass of reaching exit k (the
+    weight of sample n in router k's BCE under exact EM; w_0 = 1 for a normalised r).
+
+    E.g. r = (0.9, 0.05, 0.05) -> w = (1, 0.1, 0.05): router 1 barely sees this sample."""
+    r = _np(posterior)
+    return np.ascontiguousarray(np.cumsum(r[:, ::-1], axis=1)[:, ::-1])   # torch: no neg strides
+
+
+def m_step_weights(*, posterior, m_step: str) -> np.ndarray | None:
+    """The per-sample, per-router BCE weights of an M-step [N, K], or None ("paper": all 1)."""
+    if m_step not in M_STEPS:
+        raise ValueError(f"unknown m_step {m_step!r}; choose {' or '.join(M_STEPS)}")
+    return None if m_step == "paper" else reach_mass(posterior=posterior)
 
 
 def _log_sigmoid(s: np.ndarray) -> np.ndarray:
@@ -132,14 +154,19 @@ def halting_probs(routers: Routers, features, *, batch_size: int = 16384,
 
 
 def fit_routers(routers: Routers, *, features: list[torch.Tensor], targets, epochs: int,
-                lr: float, batch_size: int, seed: int, weight_decay: float = 0.0) -> float:
+                lr: float, batch_size: int, seed: int, weight_decay: float = 0.0,
+                weights=None) -> float:
     """M-step: BCE-with-logits against soft targets t [N, K] (last column excluded), Adam.
 
-    Trains in place (warm start); returns the mean BCE per router over the last epoch."""
+    weights [N, K] or None: each term of the BCE times its weight (m_step_weights; None = 1,
+    the paper), still averaged over the batch's N x (K-1) terms. Trains in place (warm start);
+    returns the mean (weighted) BCE per router over the last epoch."""
     t = torch.as_tensor(_np(targets)[:, :-1], dtype=torch.float32,
                         device=features[0].device)                                # [N, K-1]
     if t.shape[1] == 0:
         return 0.0
+    w = None if weights is None else torch.as_tensor(
+        _np(weights)[:, :-1], dtype=torch.float32, device=t.device)              # [N, K-1]
     routers.train()
     opt = torch.optim.Adam(routers.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(int(seed))
@@ -147,7 +174,8 @@ def fit_routers(routers: Routers, *, features: list[torch.Tensor], targets, epoc
         total = 0.0
         for idx in torch.randperm(len(t), generator=gen).split(batch_size):
             s = routers([f[idx] for f in features])[:, :-1]                      # [B, K-1]
-            loss = F.binary_cross_entropy_with_logits(s, t[idx.to(t.device)])
+            i = idx.to(t.device)
+            loss = F.binary_cross_entropy_with_logits(s, t[i], None if w is None else w[i])
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             total += loss.item() * len(idx)
     routers.eval()
@@ -214,9 +242,11 @@ def _snapshot(r: int, res: EMResult, post: np.ndarray) -> dict:
 def run_em(*, features, log_lik, costs, lam: float, tau: float = 1.0, em_iters: int = 10,
            tol: float = 1e-3, hidden: int = 64, epochs: int = 5, lr: float = 1e-3,
            batch_size: int = 256, seed: int = 0, weight_decay: float = 0.0, device: str = "cpu",
+           m_step: str = "paper",
            on_round: Callable[[int, dict, dict], None] | None = None,
            state: dict | None = None) -> EMResult:
     """EM with router-parametrised prior. features: K arrays [N, d_k]; log_lik [N, K].
+    m_step: "paper" (unweighted BCE on t_k) or "weighted" (exact EM, see reach_mass).
 
     After each round, `on_round(round_idx, metrics, state)`; `state` = {"round": next round,
     "routers": state_dict, "posterior": that round's posterior (float64 tensor [N, K]),
@@ -224,7 +254,7 @@ def run_em(*, features, log_lik, costs, lam: float, tau: float = 1.0, em_iters: 
     checkpoint) and can be passed back as `state=` to resume exactly where that round ended.
     """
     validate_em_args(em_iters=em_iters, costs=costs, tol=tol, hidden=hidden, epochs=epochs, lr=lr,
-                     batch_size=batch_size)
+                     batch_size=batch_size, m_step=m_step)
     feats = as_tensors(features, device)
     ll, c = _np(log_lik), _np(costs)
     if ll.shape != (len(feats[0]), len(feats)) or len(c) != len(feats):
@@ -238,7 +268,8 @@ def run_em(*, features, log_lik, costs, lam: float, tau: float = 1.0, em_iters: 
         post = e_step(log_lik=ll, log_prior=log_prior, costs=c, lam=lam, tau=tau)   # [N, K]
         bce = fit_routers(res.routers, features=feats, targets=conditional_targets(posterior=post),
                           epochs=epochs, lr=lr, batch_size=batch_size,
-                          seed=_round_seed(seed, r), weight_decay=weight_decay)
+                          seed=_round_seed(seed, r), weight_decay=weight_decay,
+                          weights=m_step_weights(posterior=post, m_step=m_step))
         log_prior = implied_log_prior(halt_logits=halt_logits(res.routers, feats, device=device))
         metrics = _round_metrics(r, post, prev, c, bce, log_prior)
         res.converged = metrics["converged"] = bool(r > 0 and metrics["posterior_change"] < tol)
@@ -281,7 +312,7 @@ def _finite_list(name: str, values) -> np.ndarray:
 
 def validate_em_args(*, em_iters=None, thresholds=None, costs=None, num_exits=None,
                      backbone_stages=None, tol=None, hidden=None, epochs=None, lr=None,
-                     batch_size=None) -> None:
+                     batch_size=None, m_step=None) -> None:
     """Raise ValueError for the first bad EM argument; arguments left None are not checked.
     thresholds may be a single value or a grid (list). lam and tau are checked where the grid
     is (LAM_RANGE; tau > 0)."""
@@ -300,6 +331,8 @@ def validate_em_args(*, em_iters=None, thresholds=None, costs=None, num_exits=No
     if costs is not None and num_exits is not None and len(np.atleast_1d(costs)) != num_exits:
         raise ValueError(f"{len(np.atleast_1d(costs))} exit costs for {num_exits} exits")
     _validate_training(tol=tol, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size)
+    if m_step is not None and m_step not in M_STEPS:
+        raise ValueError(f"m_step must be one of {', '.join(M_STEPS)}, got {m_step!r}")
 
 
 def _validate_training(*, tol, hidden, epochs, lr, batch_size) -> None:

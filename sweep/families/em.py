@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from sweep.families.family import Family, Words, register
-from sweep.families.rows import (SPLITS, add_threshold_method, base_meta, correct_targets,
-                                 trial_meta, val_curve)
+from sweep.families.rows import (SPLITS, add_cost_matched_random, add_threshold_method,
+                                 base_meta, correct_targets, trial_meta, val_curve)
 from sweep.rules import COUNT, FRACTION, NONNEG, POS, Choice, Flag, Grid, Num
 from trainers import baselines as B
 from trainers import em_router as EM
@@ -40,6 +40,7 @@ class ExitsConfig:
     lams: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
     taus: tuple[float, ...] = (0.5, 1.0, 2.0)
     seeds: tuple[int, ...] = (0, 1, 2)
+    m_step: str = "paper"                # paper | weighted (exact EM) | both (a grid axis)
     em_iters: int = 5
     em_tol: float = 1e-3
     router_hidden: int = 64
@@ -55,7 +56,8 @@ RULES = {"width": COUNT, "input_size": Num(8, 1024, optional=True),
          "stem": Choice(("auto", "cifar", "imagenet")), "epochs": COUNT, "lr": POS,
          "batch_size": COUNT, "augment": Grid(Choice(AUGMENTATIONS), empty_ok=True),
          "train_on_corrupted": Flag(), "head_hidden": COUNT, "head_epochs": COUNT,
-         "exit_cost": Choice(("flops", "uniform")), "em_iters": COUNT, "em_tol": NONNEG,
+         "exit_cost": Choice(("flops", "uniform")), "m_step": Choice((*EM.M_STEPS, "both")),
+         "em_iters": COUNT, "em_tol": NONNEG,
          "router_hidden": COUNT, "router_epochs": COUNT, "router_lr": POS,
          "router_batch_size": COUNT, "thresholds": Grid(FRACTION),
          "branchynet_thresholds": Grid(NONNEG)}
@@ -86,6 +88,13 @@ def settings(cfg, costs) -> dict:
             "thresholds": list(e.thresholds)}
 
 
+def variants(cfg) -> tuple:
+    """exits.m_step -> the grid's variants: the paper's M-step is the method as is (variant
+    null, as before), the exact one is variant "weighted"; "both" sweeps the two."""
+    m = cfg.exits.m_step
+    return (None, "weighted") if m == "both" else (None if m == "paper" else m,)
+
+
 def _exit_arrays(split: dict, num_exits: int, device: str):
     """features list of [N,d_k] tensors and log p(y|x, exit k) [N,K] for one split."""
     feats = [torch.as_tensor(split[f"exit_features_{k}"]).to(device) for k in range(num_exits)]
@@ -110,7 +119,8 @@ def trial(point: dict, s: dict, store: dict, session) -> None:
                         tau=point["tau"], em_iters=s["em_iters"], tol=s["em_tol"],
                         hidden=s["router_hidden"], epochs=s["router_epochs"], lr=s["router_lr"],
                         batch_size=s["router_batch_size"], seed=point["seed"],
-                        device=device, on_round=on_round, state=session.restore())
+                        device=device, on_round=on_round, state=session.restore(),
+                        m_step=point.get("variant") or "paper")
     except FloatingPointError as e:
         return session.report({"status": "failed", "error": str(e)})
     arrays = {}
@@ -126,7 +136,8 @@ def trial(point: dict, s: dict, store: dict, session) -> None:
 # ----------------------------------------------------------------------------- rows
 
 def assemble(family, tables, store, trials, costs, cfg) -> None:
-    """Every exit alone, random (uniform, per seed), oracle, BranchyNet, then the EM trials."""
+    """Every exit alone, random (uniform as in the paper, and cost-matched at each cost level;
+    per seed), oracle, BranchyNet, then the EM trials."""
     names = store["meta"]["exits"]
     c = np.asarray(costs["exit_costs"], float)
     correct = {s: correct_targets(store[s]["exit_logits"], store[s]["label"]) for s in SPLITS}
@@ -140,6 +151,8 @@ def assemble(family, tables, store, trials, costs, cfg) -> None:
     for seed in sorted({t["seed"] for t in trials} or {cfg.data.seed}):
         add({"method": "random", "variant": "uniform", "seed": seed},
             B.random_routes(n=n["test"], probs=np.full(len(c), 1 / len(c)), seed=seed))
+    add_cost_matched_random(tables, base=base, costs=c, correct=correct["test"], names=names,
+                            seeds=sorted({t["seed"] for t in trials} or {cfg.data.seed}))
     add({"method": "oracle"}, B.oracle_routes(correct=correct["test"], costs=c, fallback="last"))
     th = np.asarray(cfg.exits.branchynet_thresholds)
     routes = {s: B.branchynet_routes(exit_logits=store[s]["exit_logits"], thresholds=th)
@@ -152,15 +165,16 @@ def assemble(family, tables, store, trials, costs, cfg) -> None:
 
 
 def _em_router(tables, trials, *, base, method, c, correct, names, thresholds) -> None:
-    """EM trials; per (λ, τ) the test thresholds are the Pareto-optimal ones of the
+    """EM trials; per (λ, τ, variant) the test thresholds are the Pareto-optimal ones of the
     seed-averaged val curve, so every seed reports the same thresholds (seed statistics work)."""
+    setting = lambda t: (t["lam"], t["tau"], t.get("variant"))         # the M-step is a variant
     ok = [t for t in trials if t["status"] == "ok"]
     routes = {id(t): {s: t["decisions"][f"{s}_target"].astype(np.int64) for s in SPLITS}
               for t in ok}
     keep = {}
-    for key in {(t["lam"], t["tau"]) for t in ok}:
+    for key in {setting(t) for t in ok}:
         curves = [val_curve(routes_val=routes[id(t)]["val"], costs_val=c[routes[id(t)]["val"]],
-                            correct_val=correct["val"]) for t in ok if (t["lam"], t["tau"]) == key]
+                            correct_val=correct["val"]) for t in ok if setting(t) == key]
         acc, cost = np.mean([a for a, _ in curves], 0), np.mean([b for _, b in curves], 0)
         keep[key] = B.pareto_on_val(val_acc=acc, val_cost=cost)
     for t in trials:
@@ -169,7 +183,7 @@ def _em_router(tables, trials, *, base, method, c, correct, names, thresholds) -
         r = routes[id(t)]
         add_threshold_method(tables, meta=meta, routes=r, costs={s: c[r[s]] for s in r},
                              correct=correct, thresholds=thresholds, names=names,
-                             keep=keep[(t["lam"], t["tau"])])
+                             keep=keep[setting(t)])
 
 
 FAMILY = register(Family(
@@ -179,4 +193,4 @@ FAMILY = register(Family(
                 title="Exit family — EM router over a multi-exit backbone "
                       "(cost: fraction of full compute)"),
     store_part="exits", costs=exit_costs, settings=settings, trial=trial, assemble=assemble,
-    lam_range=EM.LAM_RANGE, rules=RULES, cost_manifest=cost_manifest))
+    lam_range=EM.LAM_RANGE, rules=RULES, cost_manifest=cost_manifest, variants=variants))

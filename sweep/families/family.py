@@ -42,6 +42,10 @@ def _no_extras(cfg) -> dict:
     return {}
 
 
+def _one_variant(cfg) -> tuple:
+    return (None,)
+
+
 @dataclass(frozen=True)
 class Family:
     name: str                   # the `family` column of the tables, e.g. "experts"
@@ -63,6 +67,8 @@ class Family:
     preflight: Callable = _nothing   # (cfg) -> None: checks reading files or the network
     extras: Callable = _no_extras    # (cfg) -> {key: arrays} shipped to trials with the store
     cost_manifest: Callable | None = None   # (cfg, meta, costs) -> manifest["costs"] entries
+    variants: Callable = _one_variant   # (cfg) -> variants its grid sweeps (None = the method
+                                        # as is); a point's "variant" is its rows' `variant`
 
     def section_of(self, cfg):
         return getattr(cfg, self.section)
@@ -78,10 +84,13 @@ class Family:
                 "seeds": Grid(SEED), **self.rules}
 
     def grid(self, cfg) -> list[dict]:
-        """Its grid points {family, lam, tau, seed}, λ fastest, then τ, then seed."""
+        """Its grid points {family, lam, tau, seed} (+ "variant" where `variants` names one),
+        λ fastest, then τ, then seed, then variant."""
         sec = self.section_of(cfg)
-        return [{"family": self.name, "lam": float(lam), "tau": float(tau), "seed": int(seed)}
-                for seed in sec.seeds for tau in sec.taus for lam in sec.lams]
+        return [{"family": self.name, "lam": float(lam), "tau": float(tau), "seed": int(seed),
+                 **({} if v is None else {"variant": v})}
+                for v in self.variants(cfg) for seed in sec.seeds for tau in sec.taus
+                for lam in sec.lams]
 
     def describe(self) -> dict:
         """The family as manifest.json records it (and analysis/ reads it)."""

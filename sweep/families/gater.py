@@ -3,8 +3,8 @@
 Config section `gater`; it reads the store's `experts` part (expert logits, the gater's input,
 measured latencies). λ weighs the classification term of the gater's loss (λ = 1 ignores
 latency), τ is the Gumbel-Softmax temperature. Cost: milliseconds per sample, gater included.
-Rows: the gater's trials, every expert alone, random (at each trial's route mix), oracle,
-cascade.
+Rows: the gater's trials, every expert alone, random (a curve of cost-matched mixes, no
+gater overhead), oracle, cascade.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import torch
 
 from sweep.errors import user_errors
 from sweep.families.family import Family, Words, register
-from sweep.families.rows import (SPLITS, add_routes, add_threshold_method, base_meta,
-                                 correct_targets, trial_meta)
+from sweep.families.rows import (SPLITS, add_cost_matched_random, add_routes,
+                                 add_threshold_method, base_meta, correct_targets, trial_meta)
 from sweep.rules import COUNT, POS, SIZE, Choice, Flag
 from trainers import baselines as B
 from trainers import gater as G
@@ -146,8 +146,8 @@ def _decisions(gater, splits, s, point, device) -> dict:
 # ----------------------------------------------------------------------------- rows
 
 def assemble(family, tables, store, trials, costs, cfg) -> None:
-    """Every expert alone, each gater trial (+ a random router at its route mix), the oracle
-    and the cascade."""
+    """Every expert alone, each gater trial, random at matched expected costs (per seed), the
+    oracle and the cascade."""
     names, ms, gater_ms = store["meta"]["experts"], np.asarray(costs["expert_ms"], float), \
         costs["gater_ms"]
     correct = {s: correct_targets(store[s]["expert_logits"], store[s]["label"]) for s in SPLITS}
@@ -162,13 +162,10 @@ def assemble(family, tables, store, trials, costs, cfg) -> None:
             continue
         add_routes(tables, meta, t["decisions"], correct=correct, names=names,
                    cost_of=lambda r: G.route_cost_ms(r, costs_ms=ms, gater_ms=gater_ms))
-        mix = np.bincount(t["decisions"]["test_target"], minlength=len(names)) / n_test
-        r = B.random_routes(n=n_test, probs=mix, seed=t["seed"])
-        # lam/tau stay null: random is a baseline, its variant names the gater mix it copies
-        tables.add(meta={**base, "method": "random", "seed": t["seed"],
-                         "variant": f"mix of gater lam={t['lam']:g} tau={t['tau']:g}"},
-                   split="test", target=r,
-                   correct=correct["test"][np.arange(n_test), r], cost=ms[r], target_names=names)
+    # random has no gater, so it is not charged the gater's overhead (its variant says so)
+    add_cost_matched_random(tables, base=base, costs=ms, correct=correct["test"], names=names,
+                            seeds=sorted({t["seed"] for t in trials} or {cfg.data.seed}),
+                            suffix=" ms, no gater")
     r = B.oracle_routes(correct=correct["test"], costs=ms, fallback="cheapest")
     tables.add(meta={**base, "method": "oracle"}, split="test", target=r,
                correct=correct["test"][np.arange(n_test), r], cost=ms[r], target_names=names)

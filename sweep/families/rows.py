@@ -13,6 +13,7 @@ import numpy as np
 from trainers import baselines as B
 
 SPLITS = ("val", "test")
+COST_LEVELS = 11        # cost-matched random: levels from the cheapest to the costliest target
 
 
 def correct_targets(logits: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -53,7 +54,7 @@ def add_threshold_method(tables, *, meta, routes: dict, costs: dict, correct: di
 def trial_meta(tables, t, *, base, method) -> dict | None:
     """A trial's row metadata; a failed trial gets its failed row here and None back."""
     meta = {**base, "method": method, "trial_id": t["trial_id"], "seed": t["seed"],
-            "lam": t["lam"], "tau": t["tau"]}
+            "lam": t["lam"], "tau": t["tau"], "variant": t.get("variant")}
     if t["status"] != "ok":
         tables.add_failed(meta={**meta, "error": t["error"]})
         return None
@@ -66,6 +67,23 @@ def add_routes(tables, meta, decisions: dict, *, correct: dict, cost_of, names) 
         r = decisions[f"{split}_target"].astype(np.int64)
         tables.add(meta=meta, split=split, target=r, correct=correct[split][np.arange(len(r)), r],
                    cost=cost_of(r), target_names=names)
+
+
+def add_cost_matched_random(tables, *, base, costs, correct, names, seeds, suffix="") -> None:
+    """Random routing as a curve: at COST_LEVELS expected costs from the cheapest target to the
+    costliest, the mix of the two targets adjacent in cost that has exactly that expected cost
+    (trainers.baselines.cost_matched_mix), drawn once per seed on test. A random router has no
+    router: each sample pays its target's cost only. costs [T], correct bool [N, T] (test).
+    variant 'cost-matched <level><suffix>', e.g. 'cost-matched 2.1 ms, no gater'."""
+    c, n = np.asarray(costs, np.float64), len(correct)
+    for level in B.cost_levels(costs=c, n=COST_LEVELS):
+        probs = B.cost_matched_mix(costs=c, target=level)
+        for seed in seeds:
+            r = B.random_routes(n=n, probs=probs, seed=seed)
+            tables.add(meta={**base, "method": "random", "seed": seed,
+                             "variant": f"cost-matched {level:.4g}{suffix}"},
+                       split="test", target=r, correct=correct[np.arange(n), r], cost=c[r],
+                       target_names=names)
 
 
 def routed_rows(*, logits: str, names: str, cost: str):

@@ -80,7 +80,7 @@ def trial_rows(trials: list[dict]) -> list[dict]:
     """The manifest's `trials`: one entry per trial (grid point, method, status, time)."""
     return [{k: x[k] for k in ("trial_id", "family", "lam", "tau", "seed", "status", "error",
                                "restored")} |
-            {"method": families.get(x["family"]).method,
+            {"method": families.get(x["family"]).method, "variant": x.get("variant"),
              "train_time_s": x["metrics"].get("train_time_s")} for x in trials]
 
 

@@ -36,6 +36,7 @@ def trial_name(trial) -> str:
         kind = families.get(p["family"]).method
     except KeyError:
         kind = p["family"]
+    kind += f"_{p['variant']}" if p.get("variant") else ""
     return f"{kind}_lam{p['lam']:g}_tau{p['tau']:g}_s{p['seed']}_{trial.trial_id[-5:]}"
 
 
