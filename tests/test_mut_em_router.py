@@ -38,8 +38,8 @@ def test_e_step_default_temperature_is_one():
 
 def test_conditional_targets_stay_in_unit_interval_for_noisy_posteriors():
     """Targets feed a BCE, so they are clipped to [0, 1] even when a caller's posterior carries
-    rounding noise: r = (-1e-3, .6, .401) -> raw t = (-1e-3, .6/1.001 , 1)... and r = (.5, .6,
-    -.1) -> raw t_1 = .6/.5 = 1.2. Clipped: exactly 0 and 1."""
+    noise: r = (-.001, .6, .401) has tails (1, 1.001, .401), raw t_0 = -.001 -> 0; r = (.5, .6,
+    -.1) has tails (1, .5, -.1), raw t_1 = .6 / .5 = 1.2 -> 1."""
     t = E.conditional_targets(posterior=np.array([[-1e-3, 0.6, 0.401], [0.5, 0.6, -0.1]]))
     assert t[0, 0] == 0.0 and t[1, 1] == 1.0
     assert t[0, 1] == pytest.approx(0.6 / 1.001) and t[1, 0] == pytest.approx(0.5)
