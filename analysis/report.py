@@ -59,9 +59,14 @@ NOTES = {
               "models' cost range. APGR: mean share of the gap between the cheapest and the most "
               "accurate single model recovered within each budget; CPT(x): the lowest cost that "
               "recovers x of that gap.",
+    "baselines": "'(best on val)': each learned router's setting with the best val accuracy. "
+                 "Every choice of an operating point in this report (best, per-λ, at a budget, "
+                 "the frontier tested for significance) is made on the val split; test data "
+                 "only reports it.",
     "lift": "Lift = accuracy minus the static-mixing accuracy at the same cost (below the "
             "cheapest single model: that model's accuracy).",
-    "significance": "McNemar's exact test against the most accurate single model on the same "
+    "significance": "McNemar's exact test of each setting on the val frontier (chosen on val, "
+                    "without test data) against the most accurate single model on the same "
                     "test samples, seed by seed; b/c: samples only one of the two gets right. "
                     "q: Benjamini–Hochberg adjusted p-value over all tests of the table (whole "
                     "test set, or the severity levels together); q ≤ 0.05 keeps the expected "
@@ -167,7 +172,7 @@ def _family_html(tables: dict, family: str, figs: _Figures) -> str:
     baselines = tables[f"baselines/{family}"]
     body.append(_section("(d) Baselines (whole test set)", figs.html(
         F.baseline_figure(baselines, family=family, unit=info["cost_unit"]))
-        + to_html(display("baselines", baselines, family=info)), level=3))
+        + _note("baselines") + to_html(display("baselines", baselines, family=info)), level=3))
     return _section(info["title"], "\n".join(body), anchor=f"family-{family}")
 
 

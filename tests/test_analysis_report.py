@@ -59,9 +59,9 @@ def test_every_lambda_and_tau_says_what_it_weighs(tables):
     x_titles = [lay.get("xaxis", {}).get("title", {}).get("text") for lay in layouts]
     assert gater[0] in x_titles and em[0] in x_titles           # (c) per family
     assert "λ (cost weight)" not in page                         # the old, wrong for the gater
-    panel_titles = [a["text"] for lay in layouts for a in lay.get("annotations", [])]
-    assert any(t.startswith(gater[1]) for t in panel_titles)
-    assert any(t.startswith(em[1]) for t in panel_titles)
+    titles = [lay.get("title", {}).get("text", "") for lay in layouts]   # (c): τ chosen on val
+    assert any(t.startswith(gater[1] + " chosen on val per " + gater[0]) for t in titles)
+    assert any(t.startswith(em[1] + " / threshold chosen on val per " + em[0]) for t in titles)
     headers = re.findall(r"<th[^>]*>([^<]*)</th>", page)
     for words in (gater, em):                                    # table headers
         assert all(w in headers for w in words), words
@@ -73,7 +73,7 @@ def test_every_lambda_and_tau_says_what_it_weighs(tables):
 def test_summary_text_has_key_tables(tables):
     text = summary_text(tables)
     for needle in ("FAILED TRIALS (1)", "experts: baselines", "exits: routing",
-                   "%→squeezenet", "frontier scores", "McNemar", "em_router (best)"):
+                   "%→squeezenet", "frontier scores", "McNemar", "em_router (best on val)"):
         assert needle in text, needle
 
 
