@@ -77,8 +77,10 @@ def expected_trials(cfg, trials: list[dict]) -> list[dict]:
 
 
 def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True, dest=None) -> dict:
-    """Trials + baselines -> Parquet tables, manifest (status, trials), report in OUT; then OUT
-    replaces DEST (when it is another directory) and the shared copy is updated.
+    """Trials + baselines -> Parquet tables, the final manifest (status, end time, trials),
+    THEN the report in OUT (its header shows that final status); then OUT replaces DEST (when
+    it is another directory), the shared copy is updated and the summary printed, ending with
+    the path of report.html.
 
     status: "complete" when every grid point's trial succeeded, else "partial" (its failed
     rows say why); `python -m sweep.run` exits 3 on "partial"."""
@@ -99,7 +101,8 @@ def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True, dest=
         results.write_json(manifest_path, manifest)
     outdir.swap(out, dest)
     storage.publish_results(dest, storage.relocated(plan, dest))
-    print(summary_text(load(dest), results_dir=dest))
+    page = os.path.join(dest, "report.html") if report else None
+    print(summary_text(load(dest), results_dir=dest, report=page))   # ends with the report
     return manifest
 
 
