@@ -61,6 +61,17 @@ def test_report_shows_the_final_status_and_end_time(request, which, status, code
     assert lines[-1] == f"report: {out / 'report.html'}"
 
 
+def test_a_resumed_run_reports_its_final_status(tmp_path, monkeypatch, capsys):
+    out, rc, _ = _run(tmp_path, fail={("exits", 0.0)}, report=False)
+    assert rc == 3
+    F.patch_resume(monkeypatch)                   # the errored trial now succeeds
+    assert main(["--resume", str(out)]) == 0
+    header = re.search(r"<header>.*?</header>", (out / "report.html").read_text(), re.S).group(0)
+    assert '<span class="badge">complete</span>' in header
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert lines[-1] == f"report: {out / 'report.html'}"
+
+
 def test_no_report_line_without_a_report(tmp_path):
     out, rc, stdout = _run(tmp_path, report=False)
     assert rc == 0 and "report:" not in stdout and not (out / "report.html").exists()
