@@ -2,6 +2,7 @@
 
     python -m sweep.run                                  # embedded digits default, both families
     python -m sweep.run --smoke-test                     # tiny grid, 1 epoch (tests run this)
+    python -m sweep.run --verbose                        # + Tune's tables (default: one line)
     python -m sweep.run --config configs/paper_gater_intel.yaml --set data.root=/data/intel
     python -m sweep.run --address auto --out s3-mounted/run1
     python -m sweep.run --resume results/run1            # after a crash: finish what is unfinished
