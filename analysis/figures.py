@@ -4,8 +4,10 @@
     Pareto frontier of the means (step line: best accuracy within a budget), the static-mixing
     hull of the single models, and buttons to switch the severity.
 (b) `routing_figure`: share of samples per target, stacked bars across configurations, one
-    panel per severity.  (c) `severity_figure`: accuracy per severity across λ.
-(d) `baseline_figure`: accuracy and cost of the baselines and each learned router's best.
+    panel per severity.  (c) `severity_figure`: test accuracy per severity across λ, the other
+    axes (τ, threshold) chosen on val.
+(d) `baseline_figure`: accuracy and cost of the baselines and each learned router's setting
+    chosen on val.
 
 `info` is the family's `analysis.families.describe`: its words name the λ / τ axes, panels and
 hover lines (what λ and τ weigh differs by family); `severities` orders the severity levels.
@@ -21,6 +23,7 @@ from plotly.subplots import make_subplots
 
 from analysis.families import GENERIC
 from analysis.frontier import METHOD_ORDER, SINGLE_METHODS, is_learned, select, static_mixing
+from analysis.selection import best_on_val
 
 METHOD_COLORS = {"gater": "#0072B2", "em_router": "#332288", "expert": "#4D4D4D",
                  "exit": "#4D4D4D", "random": "#A0A0A0", "branchynet": "#E69F00",
@@ -225,47 +228,39 @@ def routing_figure(tables: dict, *, family, method) -> go.Figure:
     return fig
 
 
-def _panels(rows: pd.DataFrame, limit=4) -> list:
-    """(τ, threshold) combinations, at most `limit`, in sorted order."""
-    combos = rows[["tau", "threshold"]].drop_duplicates().sort_values(["tau", "threshold"])
-    return list(combos.itertuples(index=False, name=None))[:limit]
-
-
-def _panel_title(tau, thr, info: dict = GENERIC) -> str:
-    parts = [f"{info['tau']} = {tau:g}" if not pd.isna(tau) else "", f"threshold={thr:g}"
-             if not pd.isna(thr) else ""]
-    return " ".join(p for p in parts if p) or "all configurations"
-
-
-def _same(series: pd.Series, value) -> pd.Series:
-    return series.isna() if pd.isna(value) else np.isclose(series, value)
+def _chosen_label(row: dict, info: dict) -> str:
+    parts = [f"{info['tau']} = {row['tau']:g}" if not pd.isna(row["tau"]) else "",
+             f"threshold = {row['threshold']:g}" if not pd.isna(row["threshold"]) else ""]
+    return ", ".join(p for p in parts if p)
 
 
 def severity_figure(agg, *, family, method, info=GENERIC, severities=None) -> go.Figure:
-    """(c) accuracy per severity across λ; one panel per (τ, threshold), at most four."""
-    rows = select(agg, family=family)
-    rows = rows[(rows["method"] == method) & rows["accuracy"].notna()]
-    panels = _panels(rows)
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True,
-                        subplot_titles=[esc(_panel_title(*p, info)) for p in panels])
+    """(c) test accuracy per severity across λ; at each λ the (τ, threshold) with the best val
+    accuracy (`analysis.selection.best_on_val`), named in the title and the hover."""
+    fam = agg[(agg["family"] == family) & (agg["method"] == method)]
+    chosen = set(best_on_val(fam, by=["lam"]))
+    rows = select(fam)
+    rows = rows[rows["setting_id"].isin(chosen) & rows["accuracy"].notna()]
+    what = " / ".join(w for w, col in ((info["tau"], "tau"), ("threshold", "threshold"))
+                      if rows[col].notna().any())
+    fig = go.Figure()
     lam = esc(info["lam"])
-    for col, (tau, thr) in enumerate(panels, start=1):
-        part = rows[_same(rows["tau"], tau) & _same(rows["threshold"], thr)]
-        for sev in _levels(part["severity"], severities):
-            s = part[part["severity"] == sev].sort_values("lam")
-            fig.add_trace(go.Scatter(
-                x=s["lam"], y=s["accuracy"], mode="lines+markers", legendgroup=sev,
-                name=esc(SEVERITY_NAMES.get(sev, sev)), showlegend=col == 1,
-                line=dict(color=SEVERITY_COLORS.get(sev, "#555"), width=3 if sev == "all" else 2,
-                          dash="dash" if sev == "all" else "solid"),
-                error_y=_err(s, "accuracy"),
-                hovertemplate=f"{esc(sev)}<br>{lam} = %{{x}}<br>accuracy %{{y:.2%}}"
-                              "<extra></extra>"),
-                row=1, col=col)
+    for sev in _levels(rows["severity"], severities):
+        s = rows[rows["severity"] == sev].sort_values("lam")
+        fig.add_trace(go.Scatter(
+            x=s["lam"], y=s["accuracy"], mode="lines+markers", legendgroup=sev,
+            name=esc(SEVERITY_NAMES.get(sev, sev)),
+            line=dict(color=SEVERITY_COLORS.get(sev, "#555"), width=3 if sev == "all" else 2,
+                      dash="dash" if sev == "all" else "solid"),
+            error_y=_err(s, "accuracy"),
+            customdata=[esc(_chosen_label(r, info)) for r in s.to_dict("records")],
+            hovertemplate=f"{esc(sev)}<br>{lam} = %{{x}}<br>%{{customdata}}<br>"
+                          "accuracy %{y:.2%}<extra></extra>"))
+    title = f"{what} chosen on val per {info['lam']} (best val accuracy)" if what else ""
     fig.update_layout(**LAYOUT, height=420, margin=dict(t=60, r=20, b=60, l=70),
-                      legend_title_text="severity")
+                      legend_title_text="severity", title=dict(text=esc(title), font_size=13))
     fig.update_xaxes(title_text=lam)
-    fig.update_yaxes(tickformat=".0%", title_text="accuracy", col=1)
+    fig.update_yaxes(tickformat=".0%", title_text="test accuracy")
     return fig
 
 

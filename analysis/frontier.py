@@ -125,18 +125,27 @@ def reference_models(agg: pd.DataFrame, *, family, severity) -> dict | None:
     """The single models' reference points at one severity, or None without single models.
 
     weak = cheapest single (most accurate among equal costs), strong = most accurate single
-    (cheapest among ties), ref_cost = cost of the most expensive single model. (cost, accuracy).
+    (cheapest among ties), ref_cost = cost of the most expensive single model; (cost, accuracy)
+    on test. Which single is weak / strong is ranked on VAL where every single model has a val
+    row at this severity (`chosen_on` says 'val'), else on test ('test': results written before
+    single models had val rows).
     """
     s = select(agg, family=family, severity=severity)
     s = s[s["method"].isin(SINGLE_METHODS) & s["accuracy"].notna()]
     if s.empty:
         return None
-    weak = s.sort_values(["cost", "accuracy"], ascending=[True, False]).iloc[0]
-    strong = s.sort_values(["accuracy", "cost"], ascending=[False, True]).iloc[0]
+    v = select(agg, family=family, severity=severity, split="val")
+    v = v[v["method"].isin(SINGLE_METHODS) & v["accuracy"].notna()]
+    chosen_on = "val" if set(s["setting_id"]) <= set(v["setting_id"]) else "test"
+    rank = (v[v["setting_id"].isin(set(s["setting_id"]))] if chosen_on == "val" else s)
+    weak_id = rank.sort_values(["cost", "accuracy"], ascending=[True, False]).iloc[0]
+    strong_id = rank.sort_values(["accuracy", "cost"], ascending=[False, True]).iloc[0]
+    weak = s[s["setting_id"] == weak_id["setting_id"]].iloc[0]
+    strong = s[s["setting_id"] == strong_id["setting_id"]].iloc[0]
     return {"weak": (float(weak["cost"]), float(weak["accuracy"])),
             "strong": (float(strong["cost"]), float(strong["accuracy"])),
             "strong_label": strong["label"], "weak_label": weak["label"],
-            "strong_point_ids": list(strong["point_ids"]),
+            "strong_point_ids": list(strong["point_ids"]), "chosen_on": chosen_on,
             "ref_cost": float(s["cost"].max()), "singles": s}
 
 

@@ -1,6 +1,7 @@
 """The report: `python -m analysis.report RESULTS_DIR [--format md|csv]`.
 
-Writes RESULTS_DIR/report.html (self-contained: plotly.js inlined once, opens offline), prints
+Writes RESULTS_DIR/report.html (self-contained, opens offline: plotly.js and the figures'
+data inlined once each, gzip-compressed, `analysis.embed`), prints
 the key tables, and with --format also RESULTS_DIR/tables/tables.md or one CSV per table.
 Every user-provided string (config, method names, errors, manifest values) is HTML-escaped.
 Bad input exits with code 2 and one line on stderr.
@@ -18,9 +19,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import plotly.io as pio
 
 from analysis import figures as F
+from analysis.embed import LOADER, figure_spec, figures_block, plotly_block
 from analysis.errors import AnalysisError
 from analysis.families import legend
 from analysis.intervals import caption
@@ -59,9 +60,14 @@ NOTES = {
               "models' cost range. APGR: mean share of the gap between the cheapest and the most "
               "accurate single model recovered within each budget; CPT(x): the lowest cost that "
               "recovers x of that gap.",
+    "baselines": "'(best on val)': each learned router's setting with the best val accuracy. "
+                 "Every choice of an operating point in this report (best, per-λ, at a budget, "
+                 "the frontier tested for significance) is made on the val split; test data "
+                 "only reports it.",
     "lift": "Lift = accuracy minus the static-mixing accuracy at the same cost (below the "
             "cheapest single model: that model's accuracy).",
-    "significance": "McNemar's exact test against the most accurate single model on the same "
+    "significance": "McNemar's exact test of each setting on the val frontier (chosen on val, "
+                    "without test data) against the most accurate single model on the same "
                     "test samples, seed by seed; b/c: samples only one of the two gets right. "
                     "q: Benjamini–Hochberg adjusted p-value over all tests of the table (whole "
                     "test set, or the severity levels together); q ≤ 0.05 keeps the expected "
@@ -90,17 +96,30 @@ def _intervals_note(agg: pd.DataFrame, family: str) -> str:
 
 
 class _Figures:
-    """Turns figures into HTML divs; plotly.js is inlined with the first one only."""
+    """Each figure becomes an empty div; its data goes into the page's one compressed
+    `figure-data` block, drawn by `analysis.embed.LOADER` (plotly.js, compressed, once)."""
+
+    CONFIG = {"displaylogo": False, "responsive": True}
 
     def __init__(self):
-        self.count = 0
+        self.specs = []
+
+    @property
+    def count(self) -> int:
+        return len(self.specs)
 
     def html(self, fig) -> str:
-        self.count += 1
-        div = pio.to_html(fig, full_html=False, include_plotlyjs=self.count == 1,
-                          div_id=f"figure-{self.count}", default_height=f"{fig.layout.height}px",
-                          config={"displaylogo": False, "responsive": True})
-        return f'<div class="card">{div}</div>'
+        div_id = f"figure-{self.count + 1}"
+        self.specs.append(figure_spec(fig, div_id, self.CONFIG))
+        height = html.escape(str(fig.layout.height or 450))
+        return (f'<div class="card"><div id="{div_id}" class="plotly-graph-div" '
+                f'style="height:{height}px; width:100%;"></div></div>')
+
+    def scripts(self) -> str:
+        """plotly.js and the figures (compressed) and the loader; nothing without figures."""
+        if not self.specs:
+            return ""
+        return plotly_block() + figures_block(self.specs) + LOADER
 
 
 def _info(tables: dict, family) -> dict | None:
@@ -167,7 +186,7 @@ def _family_html(tables: dict, family: str, figs: _Figures) -> str:
     baselines = tables[f"baselines/{family}"]
     body.append(_section("(d) Baselines (whole test set)", figs.html(
         F.baseline_figure(baselines, family=family, unit=info["cost_unit"]))
-        + to_html(display("baselines", baselines, family=info)), level=3))
+        + _note("baselines") + to_html(display("baselines", baselines, family=info)), level=3))
     return _section(info["title"], "\n".join(body), anchor=f"family-{family}")
 
 
@@ -259,7 +278,7 @@ def build_html(tables: dict) -> tuple[str, int]:
               f"{html.escape(str(manifest.get('finished', '')))}</p></header>")
     body = (f'<div id="script-errors" hidden></div>{header}<main><nav>{nav}'
             f'<a href="#metadata">metadata</a></nav>{_failed_html(tables)}{family_html}'
-            f"{_metadata_html(manifest)}</main>")
+            f"{_metadata_html(manifest)}</main>{figs.scripts()}")
     return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>", figs.count
 
 

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.frontier import SINGLE_METHODS, frontier_table, reference_models
+from analysis.frontier import SINGLE_METHODS, reference_models, select
 from analysis.intervals import decision_units, seed_intervals
+from analysis.selection import val_frontier
 
 CONFIG = ["family", "method", "variant", "lam", "tau", "threshold", "split", "severity",
           "cost_unit"]
@@ -166,16 +167,20 @@ def _reference_for(seed, ref_ids: list, seed_of: dict):
 
 def significance_table(agg: pd.DataFrame, points: pd.DataFrame, decisions: pd.DataFrame,
                        severities=()) -> pd.DataFrame:
-    """McNemar's exact test of each configuration on the overall (severity 'all') frontier,
-    single models excluded, against the family's best single model (most accurate at 'all'),
-    seed by seed, on every severity and overall ('all'). A router seed is paired with the
+    """McNemar's exact test of each configuration on the family's VAL frontier (whole val
+    set, `analysis.selection.val_frontier`: chosen without test data; single models and the
+    settings without val rows, random and oracle, are not tested), against the family's
+    reference single model (`reference_models`: the most accurate one), seed by seed, on the
+    test samples of every severity and overall ('all'). A router seed is paired with the
     single model's run of the same seed when there is one, else its lowest seed.
     severities: the levels in order (`analysis.io.severity_order`); others follow as found."""
     if decisions.empty:
         return pd.DataFrame()
     seed_of = dict(zip(points["point_id"], points["seed"]))
-    front = frontier_table(agg)
-    front = front[(front["severity"] == "all") & ~front["method"].isin(SINGLE_METHODS)]
+    chosen = {sid for _, g in agg.groupby("family", sort=False) for sid in val_frontier(g)}
+    front = select(agg, severity="all")
+    front = front[front["setting_id"].isin(chosen) & ~front["method"].isin(SINGLE_METHODS)
+                  & front["accuracy"].notna()].sort_values(["family", "cost", "accuracy"])
     found = list(dict.fromkeys(decisions["severity"]))
     severities = ["all"] + [s for s in severities if s in found] + [
         s for s in found if s not in severities]

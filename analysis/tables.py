@@ -5,7 +5,8 @@
   95% CIs) and the share of samples routed to each target (`share:<target>`, seed mean, 0-1).
 * *Baseline table* (EM paper, Table 1): method, accuracy, cost on the whole test set for every
   non-learned configuration (single models, random, oracle, BranchyNet, cascade, ...) plus the
-  most accurate configuration of each learned router, labelled '<method> (best)'.
+  configuration of each learned router with the best VAL accuracy, labelled '<method> (best on
+  val)' (`analysis.selection.best_on_val`: no test number takes part in the choice).
 * *Failed trials*: from the manifest's trial list and from points with status 'failed'.
 
 `build_tables(data)` computes everything the report and the terminal show; formatting to
@@ -21,6 +22,7 @@ from analysis.frontier import (METHOD_ORDER, SINGLE_METHODS, frontier_table, is_
 from analysis.io import severity_order
 from analysis.m_step import m_step_table
 from analysis.scores import scores_table
+from analysis.selection import best_on_val
 from analysis.stats import CONFIG, aggregate_seeds, setting_ids, significance_table
 
 STAT_COLUMNS = ["accuracy", "accuracy_lo", "accuracy_hi", "cost", "cost_lo", "cost_hi",
@@ -70,13 +72,15 @@ def _method_rank(method: str) -> int:
 
 
 def baseline_table(agg: pd.DataFrame, *, family) -> pd.DataFrame:
-    """Whole-test-set accuracy and cost of the baselines and of each learned router's best."""
+    """Whole-test-set accuracy and cost of the baselines and of each learned router's setting
+    with the best val accuracy (module doc)."""
     rows = select(agg, family=family, severity="all")
     fixed = rows[~is_learned(rows)]
-    best = (rows[is_learned(rows) & rows["accuracy"].notna()]
-            .sort_values(["accuracy", "cost"], ascending=[False, True])
-            .groupby("method", sort=False).head(1))
-    best = best.assign(label=best["label"].str.replace(r"^(\S+)", r"\1 (best)", regex=True))
+    fam = agg[(agg["family"] == family) & agg["lam"].notna()]
+    chosen = set(best_on_val(fam, by=["method"]))
+    best = rows[is_learned(rows) & rows["setting_id"].isin(chosen) & rows["accuracy"].notna()]
+    best = best.assign(label=best["label"].str.replace(r"^(\S+)", r"\1 (best on val)",
+                                                        regex=True))
     out = pd.concat([fixed, best], ignore_index=True)
     out = out.assign(_rank=out["method"].map(_method_rank))
     out = out.sort_values(["_rank", "cost", "label"]).drop(columns="_rank")

@@ -3,14 +3,16 @@
 `sweep.storage_path`, the feature cache's mirror and the results copy are each a local directory
 or a URI; these helpers open, test, copy up and copy down either kind. Local files that readers
 may open at any moment (tables, manifest.json, tune-sha256.json) are written atomically
-(`write_atomic`, `write_json`).
+(`write_atomic`, `write_json`). Files and directories made here get the usual modes, 0o666 /
+0o777 less the umask (0644 / 0755 under umask 022), not tempfile's private 0600 / 0700: results
+and caches are meant to be shared with a team.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
+import uuid
 
 import pyarrow.fs as pafs
 
@@ -110,11 +112,23 @@ def upload_file(local_file: str, location: str) -> None:
         shutil.copyfileobj(src, dst, 1 << 20)
 
 
+def temp_name(directory: str, name: str = "", *, prefix: str = ".tmp-") -> str:
+    """A fresh path in `directory` for a temporary file or directory (nothing is created)."""
+    return os.path.join(directory, f"{prefix}{uuid.uuid4().hex[:12]}-{name}")
+
+
+def make_temp_dir(parent: str, *, prefix: str = ".tmp-") -> str:
+    """A new empty directory in `parent`, mode 0o777 less the umask (tempfile.mkdtemp: 0700)."""
+    path = temp_name(parent, prefix=prefix)
+    os.mkdir(path)
+    return path
+
+
 def write_atomic(path: str, write) -> None:
-    """write(tmp_path) then rename: a reader sees the old file or the new one, never half."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=d)
-    os.close(fd)
+    """write(tmp_path) then rename: a reader sees the old file or the new one, never half. The
+    file is created with mode 0o666 less the umask (tempfile.mkstemp would give 0600)."""
+    tmp = temp_name(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -14,7 +14,7 @@ import time
 from analysis import load
 from analysis.report import write_report
 from analysis.summary import summary_text
-from sweep import families
+from sweep import console, families
 from sweep.data.datasets import load_data
 from sweep.device import pick_device
 from sweep.results import assemble, outdir
@@ -39,15 +39,19 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
     t0 = time.perf_counter()
     splits, data_info = load_data(cfg)
     t["data_s"] = time.perf_counter() - t0
+    console.phase("data", f"{cfg.data.name} loaded ({t['data_s']:.1f} s)")
     on_cluster = bool(cluster.cluster_address(cfg, address)) or features_on == "cluster"
     if on_cluster:            # the cluster's capacity is checked before any compute
-        t["ray_init_s"] = cluster.start(cfg, address)
+        t["ray_init_s"] = _start_ray(cfg, address)
     t0 = time.perf_counter()
     store, cache_info = remote.build_features(cfg, splits, device=device, mode=features_on,
                                               mirror=plan.cache)
     t["features_s"] = time.perf_counter() - t0
+    console.phase("features", ", ".join(
+        f"{part} {'from cache' if (info or {}).get('cache_hit') else 'built'}"
+        for part, info in cache_info.items()) + f" ({t['features_s']:.1f} s)")
     if not on_cluster:        # a local Ray: after the features (checked against this machine)
-        t["ray_init_s"] = cluster.start(cfg, address)
+        t["ray_init_s"] = _start_ray(cfg, address)
     costs = families.resolve_costs(cfg, store["meta"])
     work, made = outdir.begin(out, overwrite)   # only now: bad data or checkpoints lose nothing
     with outdir.unfinished(work, out, created=made):
@@ -65,6 +69,12 @@ def run_pipeline(cfg, *, out: str, overwrite: bool = False, address=None, report
     return manifest
 
 
+def _start_ray(cfg, address) -> float:
+    seconds = cluster.start(cfg, address)
+    console.phase("ray", f"ready ({seconds:.1f} s)")
+    return seconds
+
+
 def expected_trials(cfg, trials: list[dict]) -> list[dict]:
     """TRIALS plus a failed entry for every grid point Tune returned no trial for: a missing
     trial is a failed row in the tables, never a silently missing one."""
@@ -77,8 +87,10 @@ def expected_trials(cfg, trials: list[dict]) -> list[dict]:
 
 
 def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True, dest=None) -> dict:
-    """Trials + baselines -> Parquet tables, manifest (status, trials), report in OUT; then OUT
-    replaces DEST (when it is another directory) and the shared copy is updated.
+    """Trials + baselines -> Parquet tables, the final manifest (status, end time, trials),
+    THEN the report in OUT (its header shows that final status); then OUT replaces DEST (when
+    it is another directory), the shared copy is updated and the summary printed, ending with
+    the path of report.html.
 
     status: "complete" when every grid point's trial succeeded, else "partial" (its failed
     rows say why); `python -m sweep.run` exits 3 on "partial"."""
@@ -90,16 +102,19 @@ def finish(cfg, *, out, store, costs, trials, manifest, plan, report=True, dest=
     results.write_tables(out, points, routes, decisions)
     M.finished(manifest, trials, when=_now(), plan=storage.relocated(plan, dest))
     t["tables_s"] = time.perf_counter() - t0
+    console.phase("tables", f"points, routes, decisions, manifest ({t['tables_s']:.1f} s)")
     manifest_path = os.path.join(out, "manifest.json")
     results.write_json(manifest_path, manifest)        # the report shows the final status
     if report:
         t0 = time.perf_counter()
         write_report(out)
         t["report_s"] = time.perf_counter() - t0
+        console.phase("report", f"report.html ({t['report_s']:.1f} s)")
         results.write_json(manifest_path, manifest)
     outdir.swap(out, dest)
     storage.publish_results(dest, storage.relocated(plan, dest))
-    print(summary_text(load(dest), results_dir=dest))
+    page = os.path.join(dest, "report.html") if report else None
+    print(summary_text(load(dest), results_dir=dest, report=page))   # ends with the report
     return manifest
 
 
@@ -114,6 +129,8 @@ def shared_store(store: dict, cfg) -> dict:
 
 def _sweep(cfg, store, costs, *, plan, timings, out) -> list[dict]:
     t0 = time.perf_counter()
+    console.phase("sweep", f"{len(T.grid_points(cfg))} trials on Ray Tune"
+                  + (" (Tune's tables: --verbose)" if console.quiet(cfg) else ""))
     ledger = trust.Ledger(out, mirror=plan.results)
     tuner = T.make_tuner(cfg, shared_store(store, cfg), T.trial_settings(cfg, costs), costs,
                          storage_path=plan.tune_storage, name=plan.name,
@@ -121,6 +138,7 @@ def _sweep(cfg, store, costs, *, plan, timings, out) -> list[dict]:
     ledger.record_stored(plan.experiment, names=(trust.TUNER,))     # Tuner() just wrote it
     trials = T.collect(fit(tuner, ledger))
     timings["sweep_s"] = time.perf_counter() - t0
+    console.phase("sweep", f"done ({timings['sweep_s']:.1f} s)")
     return trials
 
 

@@ -2,6 +2,7 @@
 
     python -m sweep.run                                  # embedded digits default, both families
     python -m sweep.run --smoke-test                     # tiny grid, 1 epoch (tests run this)
+    python -m sweep.run --verbose                        # + Tune's tables (default: one line)
     python -m sweep.run --config configs/paper_gater_intel.yaml --set data.root=/data/intel
     python -m sweep.run --address auto --out s3-mounted/run1
     python -m sweep.run --resume results/run1            # after a crash: finish what is unfinished
@@ -18,6 +19,7 @@ import datetime as dt
 import os
 import sys
 
+from sweep import console
 from sweep.config import load_config, preflight
 from sweep.errors import UserError
 from sweep.fs import check_storage
@@ -46,6 +48,10 @@ def parse_args(argv=None):
     p.add_argument("--address", help="Ray cluster address (else RAY_ADDRESS, else local)")
     p.add_argument("--smoke-test", action="store_true", help="tiny grid, 1 epoch")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--verbose", action="store_true",
+                   help="Tune's status tables and each trial's config and result, the Ray "
+                        "workers' output and Ray's notices (default: one live line of the "
+                        "trials); the console only, not the config")
     p.add_argument("--resume", metavar="RESULTS_DIR",
                    help="finish an interrupted run: re-run only unfinished / errored trials. "
                         "TRUSTS RESULTS_DIR: Ray Tune unpickles (runs as code) files of its "
@@ -113,6 +119,7 @@ def _resume(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    console.set_verbose(args.verbose)
     if args.resume:
         return _resume(args)
     try:

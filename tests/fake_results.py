@@ -5,10 +5,11 @@ shared difficulty) and the target each router picks per sample. Rows, route shar
 decisions and the manifest go through the real writers (`sweep.results.tables.Tables`,
 `write_tables`, `sweep.results.manifest`), so a fake directory has exactly a run's shape:
 
-* experts: squeezenet / deit_s / mobilevit_s (the gater paper's latencies), the gater over
-  lam x tau x 3 seeds (one trial failed), random (3 seeds), oracle, cascade (val + test).
-* exits: 4 fixed exits (FLOPs costs), the EM router over lam x 3 seeds with two test thresholds
-  (and val points), BranchyNet (val + test), random (3 seeds), oracle.
+* experts: squeezenet / deit_s / mobilevit_s (the gater paper's latencies; val + test), the
+  gater over lam x tau x 3 seeds (one trial failed), random (3 seeds), oracle, cascade (val +
+  test).
+* exits: 4 fixed exits (FLOPs costs; val + test), the EM router over lam x 3 seeds with two
+  test thresholds (and val points), BranchyNet (val + test), random (3 seeds), oracle.
 
 Deterministic in `seed`. Also `em_paper_points()` (the EM paper's Table 1 as a points frame)
 and `write_xss_results(dir)` (markup in the config name, a method name and an error message).
@@ -109,10 +110,10 @@ def _single_models(tables, splits, rng, family, costs: dict, acc, method):
     one row set per single model (every sample routed to it)."""
     correct = {s: sp.correct(rng, acc) for s, sp in splits.items()}
     w = _Writer(tables, splits, family, list(costs), costs.values(), correct)
-    n = len(splits["test"].u)
-    for k, name in enumerate(costs):
-        w.add(np.full(n, k), method=method, variant=name)
-    return w, correct, n
+    for k, name in enumerate(costs):        # on val too, as a run writes them
+        for split, sp in splits.items():
+            w.add(np.full(len(sp.u), k), split=split, method=method, variant=name)
+    return w, correct, len(splits["test"].u)
 
 
 def _experts_family(tables, splits, rng, trials) -> None:

@@ -2,6 +2,7 @@
 when data is missing, the plumbing through aggregate_seeds and the report, and coverage of
 known populations by simulation (fast: two regimes; slow: a grid)."""
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ from scipy import stats
 from scipy.special import expit
 
 from analysis import load
+from analysis.embed import figures_in
 from analysis.intervals import (NONE, SAMPLES, SEEDS, TWO_WAY, caption, crossed_variance,
                                 half_width, seed_intervals, seed_variance)
 from analysis.report import build_html
@@ -140,7 +142,8 @@ def test_report_names_the_method_and_says_where_there_is_none(tmp_path):
     (run / "decisions.parquet").unlink()
     page, _ = build_html(build_tables(load(run)))
     assert SEEDS in page and "no interval drawn (1 seed and no per-sample decisions" in page
-    assert "(no interval: 1 seed and no per-sample decisions)" in page  # the hover
+    hovers = json.dumps(figures_in(page), ensure_ascii=False)     # the figures' data
+    assert "(no interval: 1 seed and no per-sample decisions)" in hovers  # the hover
 
 
 # --- coverage ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import load
+from analysis.embed import figures_in, unpack
 from analysis.report import build_html, summary_text, write_report
 from analysis.tables import build_tables
 from tests.fake_results import XSS_CONFIG, XSS_METHOD, write_fake_results, write_xss_results
@@ -31,22 +32,22 @@ def test_build_html_counts_figures_and_inlines_plotly_once(tables):
     assert n == 8  # per family: frontier, routing share, accuracy per severity, baselines
     assert page.count('class="plotly-graph-div"') == 8
     assert f'<meta name="routesweep-figures" content="{n}">' in page
-    assert page.count("plotly.js v") <= 2 and "cdn.plot.ly" not in page.split("</head>")[0]
+    # plotly.js once, compressed (analysis/embed.py), and nothing fetched from a CDN
+    assert page.count('id="plotly-js"') == 1 and "cdn.plot.ly" not in page
+    assert "plotly.js v" in unpack(re.search(r'id="plotly-js">([^<]*)<', page).group(1))[:300]
+    assert [f["id"] for f in figures_in(page)] == [f"figure-{i}" for i in range(1, 9)]
     assert 'id="script-errors"' in page and "window.onerror" in page
     for text in ("Failed trials", "gater_lam0.5_tau1_s2", "Run metadata", "perf_counter_ns",
-                 "Frontier scores", "Routing — overall", "latency per sample (ms)"):
+                 "Frontier scores", "Routing — overall"):
         assert text in page, text
+    assert "latency per sample (ms)" in json.dumps(_figure_json(page), ensure_ascii=False)
     # the failed trial's error message is escaped, not rendered as markup
     assert "&lt;b&gt;unexpectedly&lt;/b&gt;" in page
 
 
 def _figure_json(page: str) -> list[dict]:
     """The layout of every Plotly figure of the page, in order."""
-    out = []
-    for m in re.finditer(r'Plotly\.newPlot\(\s*"figure-\d+",\s*(\[.*?\]),\s*(\{.*?\}),\s*\{"displaylogo"',
-                         page, re.S):
-        out.append(json.loads(m.group(2)))
-    return out
+    return [spec["layout"] for spec in figures_in(page)]
 
 
 def test_every_lambda_and_tau_says_what_it_weighs(tables):
@@ -59,9 +60,9 @@ def test_every_lambda_and_tau_says_what_it_weighs(tables):
     x_titles = [lay.get("xaxis", {}).get("title", {}).get("text") for lay in layouts]
     assert gater[0] in x_titles and em[0] in x_titles           # (c) per family
     assert "λ (cost weight)" not in page                         # the old, wrong for the gater
-    panel_titles = [a["text"] for lay in layouts for a in lay.get("annotations", [])]
-    assert any(t.startswith(gater[1]) for t in panel_titles)
-    assert any(t.startswith(em[1]) for t in panel_titles)
+    titles = [lay.get("title", {}).get("text", "") for lay in layouts]   # (c): τ chosen on val
+    assert any(t.startswith(gater[1] + " chosen on val per " + gater[0]) for t in titles)
+    assert any(t.startswith(em[1] + " / threshold chosen on val per " + em[0]) for t in titles)
     headers = re.findall(r"<th[^>]*>([^<]*)</th>", page)
     for words in (gater, em):                                    # table headers
         assert all(w in headers for w in words), words
@@ -73,7 +74,7 @@ def test_every_lambda_and_tau_says_what_it_weighs(tables):
 def test_summary_text_has_key_tables(tables):
     text = summary_text(tables)
     for needle in ("FAILED TRIALS (1)", "experts: baselines", "exits: routing",
-                   "%→squeezenet", "frontier scores", "McNemar", "em_router (best)"):
+                   "%→squeezenet", "frontier scores", "McNemar", "em_router (best on val)"):
         assert needle in text, needle
 
 

@@ -99,10 +99,18 @@ def test_paired_test_joins_on_sample_and_severity():
     assert paired_test(d, point_id="r", reference_id="missing")["n"] == 0
 
 
-def test_significance_table_pairs_router_with_best_single():
+def _router_and_single():
+    """A single model and a gater setting with its val row (settings are chosen on val)."""
     pts = _points([dict(method="expert", variant="sq", seed=0, accuracy=.5, cost=1.0),
-                   dict(method="gater", lam=.7, tau=1., seed=0, accuracy=.75, cost=1.5)])
-    pts["point_id"] = ["s", "r"]
+                   dict(method="gater", lam=.7, tau=1., seed=0, accuracy=.75, cost=1.5),
+                   dict(method="gater", lam=.7, tau=1., seed=0, accuracy=.7, cost=1.5,
+                        split="val")])
+    pts["point_id"] = ["s", "r", "r-val"]
+    return pts
+
+
+def test_significance_table_pairs_router_with_best_single():
+    pts = _router_and_single()
     sig = significance_table(aggregate_seeds(pts), pts, _decisions())
     assert sig["severity"].tolist() == ["all", "clean", "severe"]
     assert sig["reference"].unique().tolist() == ["expert sq"]
@@ -145,9 +153,7 @@ def test_qvalues_per_table_family_and_overall_apart():
 
 
 def test_significance_tables_carry_q_beside_p():
-    pts = _points([dict(method="expert", variant="sq", seed=0, accuracy=.5, cost=1.0),
-                   dict(method="gater", lam=.7, tau=1., seed=0, accuracy=.75, cost=1.5)])
-    pts["point_id"] = ["s", "r"]
+    pts = _router_and_single()
     sig = significance_table(aggregate_seeds(pts), pts, _decisions())
     levels = sig[sig["severity"] != "all"]
     assert levels["qvalue"].tolist() == pytest.approx(

@@ -63,14 +63,31 @@ def test_route_shares_average_over_seeds_missing_target_is_zero():
     assert row["deit_s"] == pytest.approx(.451 / 2)
 
 
+def _with_val(points: pd.DataFrame, val_accuracy: dict) -> pd.DataFrame:
+    """`points` plus a val row per em_router λ (val accuracy given, cost as on test)."""
+    em = points[points["method"] == "em_router"]
+    val = em.assign(split="val", accuracy=em["lam"].map(val_accuracy),
+                    point_id=em["point_id"] + "-val")
+    return pd.concat([points, val], ignore_index=True)
+
+
 def test_baseline_table_em_paper_table1():
-    table = baseline_table(aggregate_seeds(em_paper_points()), family="exits")
+    points = _with_val(em_paper_points(), {.5: .90, 1.: .86})
+    table = baseline_table(aggregate_seeds(points), family="exits")
     assert table["label"].tolist() == ["exit exit1", "exit exit2", "exit exit3", "exit exit4",
                                        "random", "branchynet thr=0.5",
-                                       "em_router (best) λ=0.5 τ=1", "oracle"]
+                                       "em_router (best on val) λ=0.5 τ=1", "oracle"]
     shown = display("baselines", table, family=EM)
     assert shown.columns.tolist() == ["Method", "Accuracy", "Cost", "seeds"]
-    assert shown.iloc[6].tolist() == ["em_router (best) λ=0.5 τ=1", "0.8984", "0.7500", "1"]
+    assert shown.iloc[6].tolist() == ["em_router (best on val) λ=0.5 τ=1", "0.8984", "0.7500",
+                                      "1"]
+    # the best on VAL, whatever test says: λ = 1 is worse on test, better on val
+    flipped = baseline_table(aggregate_seeds(_with_val(em_paper_points(), {.5: .86, 1.: .90})),
+                             family="exits")
+    assert "em_router (best on val) λ=1 τ=1" in flipped["label"].tolist()
+    # a learned router without val rows has no best: nothing is chosen on test
+    no_val = baseline_table(aggregate_seeds(em_paper_points()), family="exits")
+    assert not no_val["label"].str.contains("best").any()
     assert shown.iloc[7].tolist() == ["oracle", "0.9691", "0.4855", "1"]
 
 

@@ -4,8 +4,8 @@
 * nothing under trainers/ or analysis/ imports sweep/ (and analysis/ imports no trainers);
 * only the Ray layer (sweep/tuning/) imports ray;
 * no stage imports a later one: config < data < store < tuning < results < the run
-  (pipeline, run, resume, bench); errors, rules, device, fs and the family registry sit below
-  all of them and import no stage;
+  (pipeline, run, resume, bench); errors, rules, device, fs, console and the family registry
+  sit below all of them and import no stage;
 * imports sit at the top of files, except the heavy optional ones in HEAVY.
 """
 import ast
@@ -15,7 +15,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("sweep", "trainers", "analysis")
-SHARED = ("sweep", "sweep.errors", "sweep.rules", "sweep.device", "sweep.fs", "sweep.families")
+SHARED = ("sweep", "sweep.errors", "sweep.rules", "sweep.device", "sweep.fs", "sweep.console",
+          "sweep.families")
 STAGES = ("sweep.config", "sweep.data", "sweep.store", "sweep.tuning", "sweep.results")
 TOP = ("sweep.pipeline", "sweep.run", "sweep.resume", "sweep.bench")
 # imported inside a function: slow to import and needed by one path only (the CLI loads the

@@ -71,9 +71,10 @@ class SweepConfig:
     storage_path: str | None = None      # Tune state; default OUT/tune
     cascade_thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(10, 21))
     max_grid_trials: int = 5000          # refuse a grid with more trials (a typo guard)
-    tune_verbose: int = 1                # Tune's console: 0 silent; 1 (Tune's default) status
-                                         # table + each trial's config and final result;
-                                         # 2 also every epoch's result
+    tune_verbose: int = 0                # Tune's console: 0 (default) off, routesweep's one
+                                         # live line instead (sweep/console.py); 1 status
+                                         # table + each trial's config and final result (what
+                                         # --verbose turns on); 2 also every epoch's result
 
 
 def section_types() -> dict[str, type]:

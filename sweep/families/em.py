@@ -146,8 +146,9 @@ def assemble(family, tables, store, trials, costs, cfg) -> None:
     add = lambda meta, r, split="test": tables.add(
         meta={**base, **meta}, split=split, target=r, correct=correct[split][np.arange(len(r)), r],
         cost=c[r], target_names=names)
-    for k, name in enumerate(names):
-        add({"method": "exit", "variant": name}, B.fixed_routes(n=n["test"], target=k))
+    for k, name in enumerate(names):          # val too: the best single is chosen on val
+        for s in SPLITS:
+            add({"method": "exit", "variant": name}, B.fixed_routes(n=n[s], target=k), split=s)
     for seed in sorted({t["seed"] for t in trials} or {cfg.data.seed}):
         add({"method": "random", "variant": "uniform", "seed": seed},
             B.random_routes(n=n["test"], probs=np.full(len(c), 1 / len(c)), seed=seed))

@@ -153,10 +153,12 @@ def assemble(family, tables, store, trials, costs, cfg) -> None:
     correct = {s: correct_targets(store[s]["expert_logits"], store[s]["label"]) for s in SPLITS}
     n_test = len(store["test"]["label"])
     base = base_meta(family, cfg)
-    for e, name in enumerate(names):
-        tables.add(meta={**base, "method": "expert", "variant": name}, split="test",
-                   target=np.full(n_test, e), correct=correct["test"][:, e],
-                   cost=np.full(n_test, ms[e]), target_names=names)
+    for e, name in enumerate(names):          # val too: the best single is chosen on val
+        for s in SPLITS:
+            n = len(store[s]["label"])
+            tables.add(meta={**base, "method": "expert", "variant": name}, split=s,
+                       target=np.full(n, e), correct=correct[s][:, e],
+                       cost=np.full(n, ms[e]), target_names=names)
     for t in trials:
         if (meta := trial_meta(tables, t, base=base, method=family.method)) is None:
             continue

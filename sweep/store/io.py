@@ -20,10 +20,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 
 import numpy as np
+
+from sweep import fs
 
 SPLITS = ("train", "val", "test")
 
@@ -83,7 +84,7 @@ def save_part(path: str, arrays: dict[str, dict[str, np.ndarray]], meta: dict) -
     part was there already (another writer won; it is kept, this copy discarded)."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    tmp = fs.make_temp_dir(parent)             # 0o777 less the umask, not 0700
     try:
         _write(tmp, arrays, meta)
     except BaseException:

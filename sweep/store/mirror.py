@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
 from sweep import fs
 from sweep.store import io as store_io
@@ -27,7 +26,7 @@ def pull_part(mirror: str | None, local_path: str) -> bool:
         return False
     parent = os.path.dirname(os.path.abspath(local_path))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".pull-", dir=parent)
+    tmp = fs.make_temp_dir(parent, prefix=".pull-")
     try:
         fs.download_dir(remote, tmp)
         if not store_io.is_complete(tmp):

@@ -23,6 +23,7 @@ from ray._common.utils import get_ray_address_file
 from ray._private import ray_constants as rc
 from ray._private import services
 
+from sweep import console
 from sweep.errors import UserError
 
 BOOTSTRAP = "~/ray_bootstrap_config.yaml"
@@ -35,21 +36,22 @@ _FIX = ("start the cluster (ray start --head / ray up) or check the address; dro
         "and RAY_ADDRESS to run on a local Ray")
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, *, quiet: bool = False) -> None:
     """Join `address` / RAY_ADDRESS (UserError within ~PROBE_S when nothing answers there),
-    else start a private local Ray that listens on 127.0.0.1 only."""
+    else start a private local Ray that listens on 127.0.0.1 only. `quiet`: the workers'
+    stdout / stderr stay in Ray's log files (log_to_driver=False; sweep/console.py)."""
     if ray.is_initialized():
         return
     src = "address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address != "local":
-        return _join(address, src)
+        return _join(address, src, quiet=quiet)
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT] + paths)  # local workers import us
     with _single_machine():
         # address="local": a new Ray, never the one a stale ray_current_cluster file names
         ray.init(address="local", _node_ip_address=LOOPBACK, include_dashboard=False,
-                 dashboard_host=LOOPBACK, configure_logging=False, log_to_driver=True)
+                 dashboard_host=LOOPBACK, configure_logging=False, log_to_driver=not quiet)
 
 
 @contextlib.contextmanager
@@ -105,7 +107,7 @@ def probe(host: str, port: int, seconds: float = PROBE_S) -> bool:
             time.sleep(1.0)
 
 
-def _join(address: str, src: str) -> None:
+def _join(address: str, src: str, *, quiet: bool = False) -> None:
     host, port, origin = gcs_target(address)
     where = f"'{address}'" + (f" (from {src})" if src == "RAY_ADDRESS" else "")
     dialed = f"{host}:{port}" + (f", from {origin}" if origin else "")
@@ -118,7 +120,7 @@ def _join(address: str, src: str) -> None:
     given = os.environ.get(budget)
     os.environ.setdefault(budget, "1")
     try:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=not quiet)
     except ConnectionError as e:
         raise UserError(f"Ray address {where} (dialed {dialed}) listens but Ray cannot join it "
                         f"({str(e)[:200]}); {_FIX}") from None
@@ -183,7 +185,9 @@ def start(cfg, address=None) -> float:
     -> seconds taken."""
     check_local_capacity(cfg, address)
     t0 = time.perf_counter()
-    init_ray(address or cfg.sweep.address)
+    if console.quiet(cfg):
+        console.quiet_ray_logs()
+    init_ray(address or cfg.sweep.address, quiet=console.quiet(cfg))
     check_capacity(cfg, cluster_capacity())
     return time.perf_counter() - t0
 

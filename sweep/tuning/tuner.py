@@ -13,7 +13,8 @@ import os
 import numpy as np
 from ray import tune
 
-from sweep import families
+from sweep import console, families
+from sweep.tuning.progress import Progress
 from sweep.tuning.trials import router_trial as _router_trial
 
 
@@ -81,7 +82,8 @@ def make_tuner(cfg, store: dict, settings: dict, costs: dict | None = None, *,
                storage_path: str, name: str = "sweep", fn=router_trial, callbacks=()):
     """storage_path: a directory or a URI (s3://, gs://, file://) that pyarrow can open.
     fn: the trainable (config, store, trials) -> None; the benchmark wraps router_trial.
-    callbacks: driver-side tune.Callbacks (saved in tuner.pkl, so restored with it)."""
+    callbacks: driver-side tune.Callbacks (saved in tuner.pkl, so restored with it); a quiet
+    console (sweep/console.py) adds the live line of the trials (`progress.Progress`)."""
     sw = cfg.sweep
     return tune.Tuner(
         trainable(cfg, store, fn),
@@ -91,8 +93,8 @@ def make_tuner(cfg, store: dict, settings: dict, costs: dict | None = None, *,
                                     reuse_actors=True, trial_name_creator=trial_name,
                                     trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage_path, verbose=sw.tune_verbose,
-            callbacks=list(callbacks),
+            name=name, storage_path=storage_path, verbose=console.tune_verbosity(cfg),
+            callbacks=list(callbacks) + ([Progress()] if console.quiet(cfg) else []),
             failure_config=tune.FailureConfig(max_failures=sw.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
 
