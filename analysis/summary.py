@@ -21,6 +21,7 @@ import pandas as pd
 from analysis import families as fam
 from analysis.frontier import SINGLE_METHODS, hull_accuracy, is_learned, select
 from analysis.io import severity_order
+from analysis.m_step import m_step_table, m_step_text
 from analysis.selection import BUDGETS, at_budgets, best_on_val, full_cost
 from analysis.stats import seed_means
 from analysis.tables import route_shares
@@ -182,6 +183,8 @@ def summary_text(data: dict, *, results_dir=None, report=None) -> str:
     lines = [f"\nroutesweep: results{where}  (status: {manifest.get('status', 'unknown')})"]
     for family in fam.order(manifest, points["family"]):
         lines += family_text(data, family, fam.describe(manifest, family, points), severities)
+    m_step = m_step_text(m_step_table(seed_means(points)))       # '' unless both M-steps ran
+    lines += ["", m_step] if m_step else []
     failed = [t for t in manifest.get("trials", []) if t.get("status") != "ok"]
     if failed:
         lines += ["", f"{len(failed)} trial(s) FAILED:"]

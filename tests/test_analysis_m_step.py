@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.m_step import m_step_markdown, m_step_table, m_step_text
+from analysis.m_step import TITLE, m_step_markdown, m_step_table, m_step_text
 
 # (variant, threshold, split, accuracy, cost); λ = 1, τ = 1, severity all.
 # weighted thr .7 is best on val within 0.5 but has no test row: it cannot be chosen.
@@ -72,3 +72,28 @@ def test_other_methods_and_severities_are_ignored():
     sev = agg().assign(severity="clean", accuracy=0.0)
     t = m_step_table(pd.concat([agg(), extra, sev], ignore_index=True), budgets=(0.5,))
     assert t.loc[0, "paper_accuracy"] == pytest.approx(.78)
+
+
+def test_summary_and_report_show_the_comparison_only_when_both_ran(tmp_path):
+    """A fake run whose EM rows are copied as the weighted M-step: the table's title is in the
+    terminal summary, the report and tables.md; the run as it is (paper only) shows none."""
+    from analysis.io import load
+    from analysis.report import build_html, write_tables
+    from analysis.summary import summary_text
+    from analysis.tables import build_tables
+    from tests.fake_results import write_fake_results
+    data = load(write_fake_results(tmp_path / "run"))
+    assert TITLE not in summary_text(data)
+    p = data["points"]
+    em = p[p["method"] == "em_router"].assign(variant="weighted")
+    em["point_id"] = em["point_id"] + "-w"
+    d = data["decisions"]
+    dw = d[d["point_id"].isin(set(p.loc[p["method"] == "em_router", "point_id"]))]
+    data = {**data, "points": pd.concat([p, em], ignore_index=True),
+            "decisions": pd.concat([d, dw.assign(point_id=dw["point_id"] + "-w")],
+                                   ignore_index=True)}
+    assert TITLE in summary_text(data)
+    tables = build_tables(data)
+    assert len(tables["m_step"]) and TITLE in build_html(tables)[0]
+    (md,) = write_tables(tables, tmp_path, formats=("md",))
+    assert TITLE in md.read_text()
