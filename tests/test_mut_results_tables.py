@@ -78,6 +78,19 @@ def test_add_route_shares():
                                  ("clean", "a"): 1 / 3, ("clean", "b"): 2 / 3,
                                  ("severe", "a"): 2 / 3, ("severe", "b"): 1 / 3})
     assert list(got)[:2] == [("all", "a"), ("all", "b")]
+    assert set(routes["point_id"]) == {"experts/gater/-/s2/lam0.5/tau1/test"}
+
+
+def test_add_one_sample_split_and_int_costs():
+    # one sample: its route is the whole share (1 / 1, not halved); integer costs become floats
+    t = Tables(severity={"test": np.array([2], np.int8)}, sample_id=np.array([7]),
+               label=np.array([1]))
+    t.add(meta=META, split="test", target=[1], correct=[True], cost=[3],
+          target_names=["a", "b"])
+    points, routes, dec = t.frames()
+    assert points["severity"].tolist() == ["all", "moderate"] and points["n"].tolist() == [1, 1]
+    assert routes["fraction"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert dec["cost"].dtype == np.float64 and dec["cost"].tolist() == [3.0]
 
 
 def test_add_unused_target_gets_zero_share():
@@ -123,6 +136,7 @@ def test_add_failed_row():
         "test", "all", 0, "failed", "boom")
     assert np.isnan(row["accuracy"]) and np.isnan(row["cost"])
     assert row["variant"] is None and np.isnan(row["threshold"])
+    assert points.columns.tolist() == POINT_COLUMNS      # no other keys than the contract's
     # the meta's variant / threshold win over the defaults
     t = _tables()
     t.add_failed(meta={**META, "variant": "v", "threshold": 0.4})
@@ -165,3 +179,8 @@ def test_write_tables_round_trip(tmp_path):
         assert len(back) == len(df)
     back = pd.read_parquet(tmp_path / "points.parquet")
     assert back["accuracy"].tolist() == pytest.approx([0.5, 1 / 3, 2 / 3])
+    # a filtered frame's index is not written: read back, rows are numbered from 0
+    points = frames[0]
+    write_tables(str(tmp_path), points[points["severity"] != "all"], *frames[1:])
+    back = pd.read_parquet(tmp_path / "points.parquet")
+    assert back.index.tolist() == [0, 1] and back.columns.tolist() == points.columns.tolist()
