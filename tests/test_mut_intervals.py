@@ -1,6 +1,8 @@
 """analysis.intervals, beyond tests/test_analysis_intervals.py: the edges of each interval
 method (zero variance, exactly 2 shared samples, a seed with no samples), the decision units,
 clipping and the caption's exact wording. Hand-built arrays of a few values."""
+import statistics
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,13 +60,36 @@ def test_crossed_variance_two_way_by_hand_three_seeds():
 
 
 def test_crossed_variance_vectorised_leading_axes():
-    ys = np.array([[[1, 1, 0], [1, 0, 0]], [[0, 0, 0], [0, 0, 0]]], float)   # [2, 2, 3]
+    # [3, 2, 3]: the hand-worked matrix, 1 - it (the same spread: the same V and df), zeros
+    y = np.array([[1, 1, 0], [1, 0, 0]], float)
+    ys = np.stack([y, 1 - y, np.zeros_like(y)])
     var, df = crossed_variance(ys)
-    assert var.shape == (2,) and df.shape == (2,)
-    assert var[0] == pytest.approx(1 / 12) and df[0] == pytest.approx(49 / 30)
-    assert var[1] == 0.0 and df[1] == np.inf
-    one = crossed_variance(ys[:, :1])             # one seed each: [2, 1, 3]
-    assert one[1].tolist() == [2.0, 2.0] and one[0][0] == pytest.approx(1 / 9 / 1)
+    assert var.shape == (3,) and df.shape == (3,)
+    assert var.tolist() == pytest.approx([1 / 12, 1 / 12, 0.0])
+    assert df.tolist() == pytest.approx([49 / 30, 49 / 30, np.inf])
+    one = crossed_variance(ys[:, :1])             # one seed each: [3, 1, 3]
+    # y = 1, 1, 0: sample variance 1/3, / 3 = 1/9; 2 df
+    assert one[1].tolist() == [2.0] * 3 and one[0].tolist() == pytest.approx([1 / 9, 1 / 9, 0])
+
+
+def test_float32_input_is_computed_in_float64():
+    # the coverage simulation passes float32 matrices; sums in float32 would lose ~1e-6 of the
+    # variance of values near 1000. Exact references: statistics works in exact fractions.
+    v = np.array([1000.0123, 1000.1456, 1000.2789], np.float32)
+    exact = [float(x) for x in v]
+    var, _ = crossed_variance(v[None, :])                        # one seed: var / n
+    assert var == pytest.approx(statistics.variance(exact) / 3, rel=1e-12)
+    var, _ = seed_variance(v)
+    assert var == pytest.approx(statistics.variance(exact) / 3, rel=1e-12)
+    assert half_width(np.float32(0.1), 10) == pytest.approx(
+        stats.t.ppf(0.975, 10) * np.sqrt(float(np.float32(0.1))), rel=1e-12)
+    acc = np.array([0.123456789, 0.3456789, 0.56789], np.float32)
+    got = seed_intervals(acc, v, None)
+    half = stats.t.ppf(0.975, 2) * np.sqrt(statistics.variance(exact) / 3)
+    assert got["cost_lo"] == pytest.approx(statistics.mean(exact) - half, rel=1e-12)
+    acc_exact = [float(x) for x in acc]
+    half = stats.t.ppf(0.975, 2) * np.sqrt(statistics.variance(acc_exact) / 3)
+    assert got["accuracy_hi"] == pytest.approx(statistics.mean(acc_exact) + half, rel=1e-12)
 
 
 def test_seed_variance_by_hand_and_shapes():
@@ -138,6 +163,10 @@ def test_paired_units_none_when_not_pairable():
     assert paired_units([_unit([0], [1])]) is None                 # 1 sample
     one = paired_units([two])
     assert one[0].tolist() == [[1.0, 0.0]]
+    # bool correctness comes back as numbers (0/1 floats), ready for the variance
+    flags = pd.DataFrame({"correct": [True, False], "cost": [1, 2]}, index=[0, 1])
+    correct, cost = paired_units([flags, flags])
+    assert correct.dtype == np.float64 and cost.dtype == np.float64
 
 
 def test_seed_intervals_two_way_by_hand():
@@ -150,6 +179,10 @@ def test_seed_intervals_two_way_by_hand():
     assert (got["accuracy_lo"], got["accuracy_hi"]) == (0.0, 1.0)      # ± 0.86: clipped
     assert got["cost_lo"] == pytest.approx(20 / 3 - 10 * half)
     assert got["cost_hi"] == pytest.approx(20 / 3 + 10 * half)
+    # two seeds are enough for the two-way interval: the 2 x 3 matrix, V = 1/12, nu = 49/30
+    two = seed_intervals([2 / 3, 1 / 3], [20 / 3, 10 / 3], units[:2])
+    assert two["ci_method"] == TWO_WAY
+    assert two["cost_hi"] == pytest.approx(5 + 10 * stats.t.ppf(0.975, 49 / 30) / np.sqrt(12))
     half90 = stats.t.ppf(0.95, 196 / 81) * np.sqrt(1 / 18)
     got = seed_intervals([2 / 3, 1 / 3, 1.], [20 / 3, 10 / 3, 10.], units, confidence=0.9)
     assert got["cost_hi"] == pytest.approx(20 / 3 + 10 * half90)
@@ -172,6 +205,8 @@ def test_seed_intervals_clip_only_what_leaves_0_1():
     assert (got["accuracy_lo"], got["accuracy_hi"]) == pytest.approx((.52 - half, .52 + half))
     assert got["cost_lo"] == pytest.approx(2 - stats.t.ppf(0.975, 2) / np.sqrt(3))
     assert got["ci_note"] == "no per-sample decisions: test-sample variation not included"
+    got = seed_intervals([.50, .52, .54], [1., 2., 3.], None, confidence=0.9)
+    assert got["cost_hi"] == pytest.approx(2 + stats.t.ppf(0.95, 2) / np.sqrt(3))
 
 
 def test_seed_intervals_unpaired_and_none_notes():
