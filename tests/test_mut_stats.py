@@ -141,6 +141,10 @@ def test_aggregate_interval_kind_follows_the_decisions_of_each_seed():
                                          cost=1.5, point_id=f"c{s}") for s in (0, 1)])])
     c = aggregate_seeds(pts2, dec).set_index("label").loc["gater λ=0.1 τ=1"]
     assert c["ci_note"].startswith("no per-sample decisions")
+    # a run without decisions (None or an empty frame): 'none recorded', not 'not paired'
+    for none in (None, dec.iloc[:0]):
+        a = aggregate_seeds(pts, none).set_index("label").loc["gater λ=0.5 τ=1"]
+        assert a["ci_note"] == "no per-sample decisions: test-sample variation not included"
 
 
 def test_aggregate_looks_up_decisions_at_the_rows_severity():
@@ -178,20 +182,23 @@ def test_reference_for_same_seed_else_lowest():
 
 def _sig_run():
     """experts: two single models (sq: seeds 0, 1; big: seed 0, less accurate) and a gater
-    with seeds 0 and 2; exits: only a router (no single model, no reference)."""
+    with seeds 1 and 2; exits: only a router (no single model, no reference). At 'clean' the
+    big model is the most accurate single: the reference is chosen at 'all' all the same."""
     pts = _points([dict(method="expert", variant="sq", seed=0, accuracy=.6, cost=1., point_id="s0"),
                    dict(method="expert", variant="sq", seed=1, accuracy=.6, cost=1., point_id="s1"),
                    dict(method="expert", variant="big", seed=0, accuracy=.2, cost=9.,
                         point_id="b0"),
-                   dict(method="gater", lam=.5, tau=1., seed=0, accuracy=.8, cost=2.,
-                        point_id="g0"),
+                   dict(method="expert", variant="big", seed=0, accuracy=.95, cost=9.,
+                        point_id="b0", severity="clean"),
+                   dict(method="gater", lam=.5, tau=1., seed=1, accuracy=.8, cost=2.,
+                        point_id="g1"),
                    dict(method="gater", lam=.5, tau=1., seed=2, accuracy=.8, cost=2.,
                         point_id="g2"),
                    dict(family="exits", method="em_router", lam=.5, tau=1., seed=0,
                         accuracy=.9, cost=1., point_id="e0")])
     dec = _decisions([("s0", "clean", [1, 1, 0, 0, 1]), ("s1", "clean", [0, 0, 0, 0, 1]),
                       ("b0", "clean", [0, 0, 0, 0, 1]),
-                      ("g0", "clean", [1, 1, 1, 1, 0]), ("g2", "clean", [1, 1, 1, 1, 1]),
+                      ("g1", "clean", [1, 1, 1, 1, 0]), ("g2", "clean", [1, 1, 1, 1, 1]),
                       ("e0", "clean", [1, 1, 1, 1, 1])])
     return pts, dec
 
@@ -203,34 +210,40 @@ def test_significance_pairs_each_seed_with_the_strong_models_same_seed():
     assert set(sig["label"]) == {"gater λ=0.5 τ=1"} and set(sig["family"]) == {"experts"}
     assert set(sig["reference"]) == {"expert sq"}
     assert sig[["point_id", "seed", "severity"]].values.tolist() == [
-        ["g0", 0, "all"], ["g0", 0, "clean"], ["g2", 2, "all"], ["g2", 2, "clean"]]
-    # g0 vs s0 (same seed): b = 2 (samples 2, 3), c = 1 (sample 4); g2 vs s0 (lowest seed;
-    # no seed 2): b = 2, c = 0. Not s1 (b = 4) and not the weaker 'big' model.
-    assert sig["b"].tolist() == [2, 2, 2, 2] and sig["c"].tolist() == [1, 1, 0, 0]
+        ["g1", 1, "all"], ["g1", 1, "clean"], ["g2", 2, "all"], ["g2", 2, "clean"]]
+    # g1 vs s1 (same seed): b = 4 (samples 0-3), c = 1 (sample 4); g2 vs s0 (the lowest seed;
+    # sq has no seed 2): b = 2 (samples 2, 3), c = 0. Never the 'big' model.
+    assert sig["b"].tolist() == [4, 4, 2, 2] and sig["c"].tolist() == [1, 1, 0, 0]
     assert sig["n"].tolist() == [5] * 4
     assert sig["accuracy"].tolist() == pytest.approx([.8, .8, 1., 1.])
-    assert sig["accuracy_ref"].tolist() == pytest.approx([.6] * 4)
-    # McNemar: b=2, c=1 -> p = 1 (binomial(3, 1/2): 2 * P(X <= 1) = 1); b=2, c=0 -> 2/4 = .5
-    assert sig["pvalue"].tolist() == pytest.approx([1., 1., .5, .5])
+    assert sig["accuracy_ref"].tolist() == pytest.approx([.2, .2, .6, .6])
+    # McNemar: b=4, c=1 -> 2 * P(X <= 1 | 5, 1/2) = 2 * 6/32 = .375; b=2, c=0 -> 2/4 = .5
+    assert sig["pvalue"].tolist() == pytest.approx([.375, .375, .5, .5])
 
 
 def test_significance_skips_a_seed_without_decisions():
     pts, dec = _sig_run()
     sig = significance_table(aggregate_seeds(pts), pts, dec[dec["point_id"] != "g2"])
-    assert sig["point_id"].tolist() == ["g0", "g0"]
+    assert sig["point_id"].tolist() == ["g1", "g1"]
+    # the reference's decisions missing: nothing to pair, no rows (not an error)
+    sig = significance_table(aggregate_seeds(pts), pts, dec[~dec["point_id"].isin(["s0", "s1"])])
+    assert sig.empty
 
 
 def test_significance_keeps_only_the_frontier_at_all():
     pts, dec = _sig_run()
     # a second gater config, dominated (less accurate and dearer): not tested
-    worse = pts[pts["point_id"] == "g0"].assign(point_id="w0", lam=.9, accuracy=.7, cost=3.)
+    worse = pts[pts["point_id"] == "g1"].assign(point_id="w0", lam=.9, accuracy=.7, cost=3.)
     # the same gater at severity 'clean' only: not a frontier row at 'all'
     clean = pts[pts["point_id"] == "g2"].assign(point_id="c2", lam=.1, severity="clean")
-    pts = pd.concat([pts, worse, clean], ignore_index=True)
+    # a cheaper gater config on the frontier too (.7 at cost 1.5): tested as well
+    cheap = pts[pts["point_id"] == "g1"].assign(point_id="k1", lam=.2, accuracy=.7, cost=1.5)
+    pts = pd.concat([pts, worse, clean, cheap], ignore_index=True)
     dec = pd.concat([dec, _decisions([("w0", "clean", [1, 1, 1, 0, 0]),
-                                      ("c2", "clean", [1, 1, 1, 0, 0])])])
+                                      ("c2", "clean", [1, 1, 1, 0, 0]),
+                                      ("k1", "clean", [1, 1, 1, 0, 0])])])
     sig = significance_table(aggregate_seeds(pts), pts, dec)
-    assert set(sig["point_id"]) == {"g0", "g2"}
+    assert sig["point_id"].tolist() == ["k1", "k1", "g1", "g1", "g2", "g2"]
 
 
 def test_summarise_significance_groups_in_order_of_appearance():
@@ -246,3 +259,19 @@ def test_summarise_significance_groups_in_order_of_appearance():
     # BH over the two p_max: sorted .02, .03 -> .02 * 2 / 1 = .04, .03 * 2 / 2 = .03 -> min .03
     assert out["q"].tolist() == pytest.approx([.03, .03])
     assert summarise_significance(sig.iloc[:0]).empty
+
+
+def test_mcnemar_takes_float_correctness():
+    # 0/1 floats (as in the decision units) count like bools: b = 1, c = 2 -> p = 1
+    got = S.mcnemar_exact(a_correct=np.array([1., 0., 0., 1.]),
+                          b_correct=np.array([0., 1., 1., 1.]))
+    assert (got["b"], got["c"], got["pvalue"]) == (1, 2, 1.0)
+
+
+def test_seed_means_object_columns():
+    # accuracy and cost as Python objects (a frame built from records with None): still means
+    pts = _points([dict(method="g", lam=.5, tau=1., seed=s, accuracy=a, cost=c)
+                   for s, a, c in ((0, .5, 1.), (1, .7, 3.))])
+    pts = pts.astype({"accuracy": object, "cost": object})
+    out = seed_means(pts)
+    assert out["accuracy"].tolist() == pytest.approx([.6]) and out["cost"].tolist() == [2.0]
