@@ -91,7 +91,9 @@ def test_routing_table_rows_columns_and_shares():
         dict(point_id="c5", method="cascade", lam=.5, threshold=.3, accuracy=.6, cost=3.),
         dict(point_id="g5c", method="gater", lam=.5, tau=1., severity="clean"),
         dict(point_id="gv", method="gater", lam=.5, tau=1., split="val"),
-        dict(point_id="e0", family="exits", method="em_router", lam=.5, tau=1.)])
+        dict(point_id="e0", family="exits", method="em_router", lam=.5, tau=1.),
+        # another family's single model named 'big', cheaper than 'tiny': not in this order
+        dict(point_id="eb", family="exits", method="exit", variant="big", cost=.5)])
     routes = _routes([("g9", "all", "big", .75), ("g9", "all", "tiny", .25),
                       ("g5", "all", "tiny", 1.), ("g5b", "all", "tiny", 1.),
                       ("c5", "all", "tiny", .5), ("c5", "all", "big", .5),
@@ -130,17 +132,19 @@ def test_baseline_table_best_learned_and_order():
         # em_router: every seed failed (NaN accuracy): no best row
         dict(point_id="e", method="em_router", lam=.5, tau=1., accuracy=np.nan, cost=np.nan,
              status="failed"),
+        dict(point_id="e9", method="em_router", lam=.9, tau=1., accuracy=.75, cost=7.),
         # cascade: a learned method too, listed by METHOD_ORDER before the gater
         dict(point_id="c", method="cascade", lam=.5, threshold=.2, accuracy=.5, cost=2.),
         dict(point_id="cc", method="expert", variant="big", cost=9., severity="clean")])
     table = baseline_table(aggregate_seeds(points), family="experts")
     assert table["label"].tolist() == ["expert tiny", "expert big", "random",
                                        "cascade (best) λ=0.5 thr=0.2",
-                                       "gater (best) λ=0.7 τ=1", "mystery", "oracle"]
+                                       "gater (best) λ=0.7 τ=1", "em_router (best) λ=0.9 τ=1",
+                                       "mystery", "oracle"]
     assert table.columns.tolist() == (["label", "method", "variant", "lam", "tau", "threshold"]
                                       + STAT_COLUMNS + ["n_failed"])
-    assert table.index.tolist() == list(range(7))
-    assert table["cost"].tolist() == [1., 9., 5., 2., 4., .1, .5]
+    assert table.index.tolist() == list(range(8))
+    assert table["cost"].tolist() == [1., 9., 5., 2., 4., 7., .1, .5]
 
 
 def test_baseline_table_ties_in_cost_by_label():
@@ -163,7 +167,8 @@ def test_failed_table_by_hand():
                            "method": ["gater", "gater", "random", "gater"],
                            "lam": [.5, .5, None, .1], "tau": [1., 1., None, 1.],
                            "seed": [2, 2, 0, 5], "status": ["failed", "failed", "failed", "ok"],
-                           "error": ["boom", "boom", "x", None], "severity": "all"})
+                           "error": ["boom (row)", "boom (row)", "x", None],
+                           "severity": "all"})
     out = failed_table(points, manifest)
     assert out.columns.tolist() == cols
     # the manifest's failed trials in its order, then the points' others; t1 once
@@ -174,7 +179,11 @@ def test_failed_table_by_hand():
     # no manifest trials: from the points only; a missing trial_id still de-duplicates
     got = failed_table(points.iloc[[0, 2, 2]], {"trials": None})
     assert got["method"].tolist() == ["gater", "random"]
-    assert got["trial_id"].tolist()[0] == "t1" and got["error"].tolist() == ["boom", "x"]
+    assert got["trial_id"].tolist()[0] == "t1" and got["error"].tolist() == ["boom (row)", "x"]
+    # failures without a trial id are told apart by method (and seed)
+    cascade = points.iloc[[2]].assign(method="cascade", error="y")
+    got = failed_table(pd.concat([points.iloc[[2]], cascade]), {})
+    assert got["method"].tolist() == ["random", "cascade"]
     assert failed_table(points.iloc[3:], {"trials": [{"status": "ok"}]}).empty
     # the same trial and method but another seed is another failure
     two = failed_table(points.iloc[[0]].assign(seed=3), manifest)
@@ -203,7 +212,7 @@ def _run():
              for s, a in ((0, .80), (1, .82), (2, .84))]
     routes = _routes([(r["point_id"], r.get("severity", "all"), "sq", 1.) for r in rows])
     manifest = {"families": {"experts": {"lam": "L1", "tau": "T1", "cost_unit": "ms"},
-                             "exits": {"lam": "L2", "tau": "T2", "cost_unit": "compute"}},
+                             "exits": {"lam": "L2", "tau": "T2"}},
                 "dataset": {"severities": ["severe", "clean"]},
                 "trials": [{"trial_id": "t9", "family": "exits", "method": "em_router",
                             "seed": 9, "status": "failed", "error": "OOM"}]}
@@ -225,7 +234,7 @@ def test_build_tables_keys_and_what_each_holds():
     assert tables["severities"] == ["severe", "clean"]                 # the manifest's order
     assert list(tables["families"]) == ["experts", "exits"]            # the manifest's order
     assert tables["families"]["exits"]["lam"] == "L2"
-    assert tables["families"]["exits"]["cost_unit"] == "compute"
+    assert tables["families"]["exits"]["cost_unit"] == "compute"       # from the rows
     assert {k for k in tables if k.startswith(("routing/", "baselines/"))} == {
         "baselines/experts", "baselines/exits", "routing/experts/all",
         "routing/experts/severe", "routing/experts/clean", "routing/exits/all"}
@@ -243,3 +252,9 @@ def test_build_tables_keys_and_what_each_holds():
     assert len(tables["frontier"]) and len(tables["scores"]) and "lift" in tables
     assert tables["baselines/exits"]["label"].tolist() == ["exit exit1",
                                                            "em_router (best) λ=0.5 τ=1"]
+
+
+def test_build_tables_default_confidence_is_95():
+    em = build_tables(_run())["aggregate"].set_index(["method", "severity"]).loc[
+        ("em_router", "all")]
+    assert em["accuracy_hi"] == pytest.approx(.82 + stats.t.ppf(.975, 2) * .02 / np.sqrt(3))
