@@ -65,6 +65,12 @@ def m_step_table(agg: pd.DataFrame, *, budgets=BUDGETS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def shown_in(table, agg: pd.DataFrame, *, family) -> bool:
+    """Whether a family's report section shows the table: it has rows, and the EM router's."""
+    return table is not None and len(table) > 0 and \
+        family in set(agg.loc[agg["method"] == METHOD, "family"])
+
+
 def _pct(v) -> str:
     return "–" if pd.isna(v) else f"{100 * v:.1f} %"
 

@@ -26,9 +26,7 @@ from analysis.errors import AnalysisError
 from analysis.families import legend
 from analysis.intervals import caption
 from analysis.io import load
-from analysis.m_step import METHOD as M_STEP_METHOD
-from analysis.m_step import TITLE as M_STEP_TITLE
-from analysis.m_step import m_step_display, m_step_markdown
+from analysis import m_step as MS
 from analysis.markup import display, to_html, to_markdown, to_text
 from analysis.stats import summarise_significance
 from analysis.tables import build_tables
@@ -186,10 +184,8 @@ def _family_html(tables: dict, family: str, figs: _Figures) -> str:
                              figs.html(F.severity_figure(agg, family=family, method=method,
                                                          info=info, severities=sevs)), level=3))
     body.append(_section("Routing tables", _routing_html(tables, family), level=3))
-    m_step = tables.get("m_step")
-    if m_step is not None and len(m_step) and family in set(
-            agg.loc[agg["method"] == M_STEP_METHOD, "family"]):
-        body.append(_section(M_STEP_TITLE, to_html(m_step_display(m_step)), level=3))
+    if MS.shown_in(tables.get("m_step"), agg, family=family):
+        body.append(_section(MS.TITLE, to_html(MS.m_step_display(tables["m_step"])), level=3))
     baselines = tables[f"baselines/{family}"]
     body.append(_section("(d) Baselines (whole test set)", figs.html(
         F.baseline_figure(baselines, family=family, unit=info["cost_unit"]))
@@ -325,7 +321,7 @@ def write_tables(tables: dict, directory, *, formats=()) -> list:
         parts = [f"## {title}\n\n" + to_markdown(display(kind, _family_rows(tables, key, f),
                                                          family=_info(tables, f)))
                  for title, kind, f, key in _display_tables(tables)]
-        parts += [m_step_markdown(tables.get("m_step"))] if len(tables.get("m_step", ())) else []
+        parts += [MS.m_step_markdown(tables.get("m_step"))] if len(tables.get("m_step", ())) else []
         _atomic_write(out_dir / "tables.md", "# routesweep tables\n\n" + "\n\n".join(parts) + "\n")
         written.append(out_dir / "tables.md")
     if "csv" in formats:
