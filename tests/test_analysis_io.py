@@ -29,8 +29,21 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def _cli(directory) -> subprocess.CompletedProcess:
+    """`python -m analysis.report DIR` in a subprocess (the entry point itself)."""
     return subprocess.run([sys.executable, "-m", "analysis.report", str(directory)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def cli(capsys):
+    """analysis.report's main in this process -> (returncode, stdout, stderr) like _cli's."""
+    from analysis.report import main
+
+    def run(directory):
+        rc = main([str(directory)])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["analysis.report"], rc, out, err)
+    return run
 
 
 def _assert_one_line_error(proc, *needles):
@@ -107,36 +120,36 @@ def test_cli_missing_directory(tmp_path):
     _assert_one_line_error(_cli(tmp_path / "nope"), "results directory not found", "nope")
 
 
-def test_cli_empty_directory(tmp_path):
-    _assert_one_line_error(_cli(tmp_path), "no points.parquet")
+def test_cli_empty_directory(tmp_path, cli):
+    _assert_one_line_error(cli(tmp_path), "no points.parquet")
 
 
-def test_cli_missing_required_column(tmp_path, fake_dir):
+def test_cli_missing_required_column(tmp_path, fake_dir, cli):
     run = _copy(fake_dir, tmp_path / "run")
     pd.read_parquet(run / "points.parquet").drop(columns=["cost"]).to_parquet(
         run / "points.parquet")
-    _assert_one_line_error(_cli(run), "points.parquet", "cost")
+    _assert_one_line_error(cli(run), "points.parquet", "cost")
     assert not (run / "report.html").exists()
 
 
-def test_cli_missing_column_in_decisions(tmp_path, fake_dir):
+def test_cli_missing_column_in_decisions(tmp_path, fake_dir, cli):
     run = _copy(fake_dir, tmp_path / "run")
     pd.read_parquet(run / "decisions.parquet").drop(columns=["sample_id"]).to_parquet(
         run / "decisions.parquet")
-    _assert_one_line_error(_cli(run), "decisions.parquet", "sample_id")
+    _assert_one_line_error(cli(run), "decisions.parquet", "sample_id")
 
 
-def test_cli_truncated_parquet(tmp_path, fake_dir):
+def test_cli_truncated_parquet(tmp_path, fake_dir, cli):
     run = _copy(fake_dir, tmp_path / "run")
     data = (run / "routes.parquet").read_bytes()
     (run / "routes.parquet").write_bytes(data[: len(data) // 2])
-    _assert_one_line_error(_cli(run), "routes.parquet", "not a readable Parquet file")
+    _assert_one_line_error(cli(run), "routes.parquet", "not a readable Parquet file")
 
 
-def test_cli_garbage_parquet(tmp_path, fake_dir):
+def test_cli_garbage_parquet(tmp_path, fake_dir, cli):
     run = _copy(fake_dir, tmp_path / "run")
     (run / "points.parquet").write_bytes(b"this is not parquet\n" * 10)
-    _assert_one_line_error(_cli(run), "points.parquet", "not a readable Parquet file")
+    _assert_one_line_error(cli(run), "points.parquet", "not a readable Parquet file")
 
 
 def test_schema_2_manifest_says_what_lambda_weighs(fake_dir):
@@ -155,14 +168,14 @@ def test_schema_1_is_read_with_its_families_filled_in(tmp_path, fake_dir):
     assert data["points"].equals(load(fake_dir)["points"])
 
 
-def test_a_newer_schema_is_refused_in_one_line(tmp_path, fake_dir):
+def test_a_newer_schema_is_refused_in_one_line(tmp_path, fake_dir, cli):
     run = _copy(fake_dir, tmp_path / "run")
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["schema_version"] = 99
     (run / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(AnalysisError, match="schema 99 is newer"):
         load(run)
-    _assert_one_line_error(_cli(run), "schema 99")
+    _assert_one_line_error(cli(run), "schema 99")
 
 
 def test_cost_unit_must_match_the_family(tmp_path, fake_dir):

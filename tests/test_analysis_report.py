@@ -90,11 +90,13 @@ def test_write_report_md_and_csv(tmp_path):
     assert not (run / "tables" / "points.csv").exists()
 
 
-def test_cli_success_prints_tables(run):
-    proc = subprocess.run([sys.executable, "-m", "analysis.report", str(run), "--format", "md"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    assert "experts: baselines" in proc.stdout and "report:" in proc.stdout
+def test_cli_success_prints_tables(run, capsys):
+    """The command's main in-process (its subprocess start: tests/test_analysis_io.py)."""
+    from analysis.report import main
+    rc = main([str(run), "--format", "md"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "experts: baselines" in out and f"report: {run / 'report.html'}" in out
     assert (run / "report.html").exists() and (run / "tables" / "tables.md").exists()
 
 

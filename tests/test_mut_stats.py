@@ -183,7 +183,9 @@ def test_reference_for_same_seed_else_lowest():
 def _sig_run():
     """experts: two single models (sq: seeds 0, 1; big: seed 0, less accurate) and a gater
     with seeds 1 and 2; exits: only a router (no single model, no reference). At 'clean' the
-    big model is the most accurate single: the reference is chosen at 'all' all the same."""
+    big model is the most accurate single: the reference is chosen at 'all' all the same.
+    Every setting has val rows at 'all' (point ids '<test id>v'): what is tested is chosen on
+    val. The single model sq is on the val frontier too (cheapest) but never tested."""
     pts = _points([dict(method="expert", variant="sq", seed=0, accuracy=.6, cost=1., point_id="s0"),
                    dict(method="expert", variant="sq", seed=1, accuracy=.6, cost=1., point_id="s1"),
                    dict(method="expert", variant="big", seed=0, accuracy=.2, cost=9.,
@@ -196,6 +198,9 @@ def _sig_run():
                         point_id="g2"),
                    dict(family="exits", method="em_router", lam=.5, tau=1., seed=0,
                         accuracy=.9, cost=1., point_id="e0")])
+    val = pts[pts["severity"] == "all"]
+    pts = pd.concat([pts, val.assign(split="val", point_id=val["point_id"] + "v")],
+                    ignore_index=True)
     dec = _decisions([("s0", "clean", [1, 1, 0, 0, 1]), ("s1", "clean", [0, 0, 0, 0, 1]),
                       ("b0", "clean", [0, 0, 0, 0, 1]),
                       ("g1", "clean", [1, 1, 1, 1, 0]), ("g2", "clean", [1, 1, 1, 1, 1]),
@@ -230,14 +235,20 @@ def test_significance_skips_a_seed_without_decisions():
     assert sig.empty
 
 
-def test_significance_keeps_only_the_frontier_at_all():
+def test_significance_keeps_only_the_val_frontier_at_all():
     pts, dec = _sig_run()
-    # a second gater config, dominated (less accurate and dearer): not tested
-    worse = pts[pts["point_id"] == "g1"].assign(point_id="w0", lam=.9, accuracy=.7, cost=3.)
-    # the same gater at severity 'clean' only: not a frontier row at 'all'
-    clean = pts[pts["point_id"] == "g2"].assign(point_id="c2", lam=.1, severity="clean")
-    # a cheaper gater config on the frontier too (.7 at cost 1.5): tested as well
-    cheap = pts[pts["point_id"] == "g1"].assign(point_id="k1", lam=.2, accuracy=.7, cost=1.5)
+    g1 = pts[pts["point_id"] == "g1"]
+    # a second gater setting, on the TEST frontier (.9 at cost 3) but dominated on val (.7 at
+    # cost 3, the gater has .8 at 2): not tested
+    worse = pd.concat([g1.assign(point_id="w0", lam=.9, accuracy=.9, cost=3.),
+                       g1.assign(point_id="w0v", lam=.9, accuracy=.7, cost=3., split="val")])
+    # a setting on the val frontier (.75 at cost 1.8) reported on test at 'clean' only: no
+    # test row at 'all', not tested
+    clean = pd.concat([g1.assign(point_id="c2", lam=.1, severity="clean"),
+                       g1.assign(point_id="c2v", lam=.1, accuracy=.75, cost=1.8, split="val")])
+    # a cheaper gater setting on the val frontier too (.7 at cost 1.5): tested as well, first
+    cheap = pd.concat([g1.assign(point_id="k1", lam=.2, accuracy=.7, cost=1.5),
+                       g1.assign(point_id="k1v", lam=.2, accuracy=.7, cost=1.5, split="val")])
     pts = pd.concat([pts, worse, clean, cheap], ignore_index=True)
     dec = pd.concat([dec, _decisions([("w0", "clean", [1, 1, 1, 0, 0]),
                                       ("c2", "clean", [1, 1, 1, 0, 0]),

@@ -135,9 +135,10 @@ def test_routed_rows_adds_each_trials_routes_with_per_target_costs():
     assert test["target"] == [1, 1, 0] and test["correct"] == [True, True, True]
     assert test["cost"] == [4.0, 4.0, 1.5]
     assert val["meta"] == {"family": "toy", "cost_unit": "ms", "seed": 3, "method": "toy-router",
-                           "trial_id": "a", "lam": 0.25, "tau": 2.0}
+                           "trial_id": "a", "lam": 0.25, "tau": 2.0, "variant": None}
     assert tab.failed == [{"family": "toy", "cost_unit": "ms", "seed": 3, "method": "toy-router",
-                           "trial_id": "b", "lam": 0.25, "tau": 2.0, "error": "boom"}]
+                           "trial_id": "b", "lam": 0.25, "tau": 2.0, "variant": None,
+                           "error": "boom"}]
 
 
 def test_base_meta_takes_the_data_seed():
