@@ -118,6 +118,17 @@ def test_routing_table_rows_columns_and_shares():
     assert none.empty and not any(c.startswith("share:") for c in none.columns)
 
 
+def _with_val(points, val):
+    """points plus val rows at 'all' {test point_id: (val accuracy, val cost)}, ids '<id>v';
+    status 'failed' where the val accuracy is NaN, else 'ok'."""
+    rows = points.set_index("point_id").loc[list(val)].reset_index()
+    acc = [a for a, _ in val.values()]
+    rows = rows.assign(point_id=rows["point_id"] + "v", split="val", accuracy=acc,
+                       cost=[c for _, c in val.values()],
+                       status=["failed" if np.isnan(a) else "ok" for a in acc])
+    return pd.concat([points, rows], ignore_index=True)
+
+
 def test_baseline_table_best_learned_and_order():
     points = _points([
         dict(point_id="s1", method="expert", variant="big", cost=9., accuracy=.9),
@@ -125,26 +136,47 @@ def test_baseline_table_best_learned_and_order():
         dict(point_id="o", method="oracle", cost=.5, accuracy=.99),
         dict(point_id="m", method="mystery", cost=.1, accuracy=.1),      # unknown: with oracle
         dict(point_id="r", method="random", cost=5., accuracy=.6),
-        # gater: .8 at cost 6 and .8 at cost 4 (the cheaper wins the tie), .7
+        # gater on test: .8 at cost 6, .75 at cost 4.5, .85 at cost 3 (the best on test)
         dict(point_id="g1", method="gater", lam=.9, tau=1., accuracy=.8, cost=6.),
-        dict(point_id="g2", method="gater", lam=.7, tau=1., accuracy=.8, cost=4.),
-        dict(point_id="g3", method="gater", lam=.5, tau=1., accuracy=.7, cost=3.),
-        # em_router: every seed failed (NaN accuracy): no best row
+        dict(point_id="g2", method="gater", lam=.7, tau=1., accuracy=.75, cost=4.5),
+        dict(point_id="g3", method="gater", lam=.5, tau=1., accuracy=.85, cost=3.),
+        # em_router: every seed failed (NaN accuracy, on val too): no candidate
         dict(point_id="e", method="em_router", lam=.5, tau=1., accuracy=np.nan, cost=np.nan,
              status="failed"),
         dict(point_id="e9", method="em_router", lam=.9, tau=1., accuracy=.75, cost=7.),
+        # the most accurate em_router on test, without a val row: never chosen
+        dict(point_id="e1", method="em_router", lam=.1, tau=1., accuracy=.95, cost=8.),
         # cascade: a learned method too, listed by METHOD_ORDER before the gater
         dict(point_id="c", method="cascade", lam=.5, threshold=.2, accuracy=.5, cost=2.),
         dict(point_id="cc", method="expert", variant="big", cost=9., severity="clean")])
+    # on val: g1 and g2 tie at .8, g2 is cheaper on val (4 < 6): the gater's choice is g2
+    # (.75 on test), not g3 (.7 on val, .85 on test)
+    points = _with_val(points, {"g1": (.8, 6.), "g2": (.8, 4.), "g3": (.7, 3.),
+                                "e": (np.nan, np.nan), "e9": (.7, 7.), "c": (.5, 2.)})
     table = baseline_table(aggregate_seeds(points), family="experts")
     assert table["label"].tolist() == ["expert tiny", "expert big", "random",
-                                       "cascade (best) λ=0.5 thr=0.2",
-                                       "gater (best) λ=0.7 τ=1", "em_router (best) λ=0.9 τ=1",
-                                       "mystery", "oracle"]
+                                       "cascade (best on val) λ=0.5 thr=0.2",
+                                       "gater (best on val) λ=0.7 τ=1",
+                                       "em_router (best on val) λ=0.9 τ=1", "mystery", "oracle"]
     assert table.columns.tolist() == (["label", "method", "variant", "lam", "tau", "threshold"]
                                       + STAT_COLUMNS + ["n_failed"])
     assert table.index.tolist() == list(range(8))
-    assert table["cost"].tolist() == [1., 9., 5., 2., 4., 7., .1, .5]
+    # test numbers shown (the gater's 4.5, not its val cost 4)
+    assert table["cost"].tolist() == [1., 9., 5., 2., 4.5, 7., .1, .5]
+    assert table["accuracy"].tolist() == pytest.approx([.3, .9, .6, .5, .75, .75, .1, .99])
+
+
+def test_baseline_table_shows_no_row_for_a_val_choice_that_failed_on_test():
+    # the em_router best on val (.9) has every test seed failed: no '(best on val)' row, and
+    # not the runner-up either (choosing it would read the test outcome)
+    points = _points([
+        dict(point_id="s", method="expert", variant="big", cost=9., accuracy=.9),
+        dict(point_id="e", method="em_router", lam=.5, tau=1., accuracy=np.nan, cost=np.nan,
+             status="failed"),
+        dict(point_id="e9", method="em_router", lam=.9, tau=1., accuracy=.75, cost=7.)])
+    points = _with_val(points, {"e": (.9, 7.), "e9": (.7, 7.)})
+    table = baseline_table(aggregate_seeds(points), family="experts")
+    assert table["label"].tolist() == ["expert big"]
 
 
 def test_baseline_table_ties_in_cost_by_label():
@@ -192,7 +224,9 @@ def test_failed_table_by_hand():
 
 def _run():
     """experts: a single model and a 2-seed gater at all / clean / severe with decisions;
-    exits: a single exit and a 3-seed EM router at 'all' only, without decisions."""
+    exits: a single exit and a 3-seed EM router at 'all' only, without decisions. The routers
+    have val rows at 'all' too (ids '<test id>v', no decisions): what is tested is chosen on
+    val."""
     rows, dec = [], []
     correct = {"s": [1, 0, 1, 0], "g0": [1, 1, 0, 0], "g1": [1, 1, 1, 0]}
     for pid, method, seed in (("s", "expert", 0), ("g0", "gater", 0), ("g1", "gater", 1)):
@@ -210,6 +244,8 @@ def _run():
     rows += [dict(point_id=f"e{s}", family="exits", method="em_router", lam=.5, tau=1., seed=s,
                   cost=.5, accuracy=a, cost_unit="compute")
              for s, a in ((0, .80), (1, .82), (2, .84))]
+    rows += [dict(r, point_id=r["point_id"] + "v", split="val") for r in rows
+             if r.get("lam") is not None and r.get("severity", "all") == "all"]
     routes = _routes([(r["point_id"], r.get("severity", "all"), "sq", 1.) for r in rows])
     manifest = {"families": {"experts": {"lam": "L1", "tau": "T1", "cost_unit": "ms"},
                              "exits": {"lam": "L2", "tau": "T2"}},
@@ -239,7 +275,7 @@ def test_build_tables_keys_and_what_each_holds():
         "baselines/experts", "baselines/exits", "routing/experts/all",
         "routing/experts/severe", "routing/experts/clean", "routing/exits/all"}
     assert list(tables["routing/experts/severe"]["share:sq"]) == [1.0]
-    agg = tables["aggregate"].set_index(["method", "severity"])
+    agg = tables["aggregate"].query("split == 'test'").set_index(["method", "severity"])
     # decisions used: the gater gets the two-way interval
     assert agg.loc[("gater", "clean"), "ci_method"] == TWO_WAY
     # confidence passed on: the EM router's 3 seeds, .82 ± t_{2,.95} * .02 / sqrt 3
@@ -251,7 +287,7 @@ def test_build_tables_keys_and_what_each_holds():
     assert tables["failed"]["trial_id"].tolist() == ["t9"]
     assert len(tables["frontier"]) and len(tables["scores"]) and "lift" in tables
     assert tables["baselines/exits"]["label"].tolist() == ["exit exit1",
-                                                           "em_router (best) λ=0.5 τ=1"]
+                                                           "em_router (best on val) λ=0.5 τ=1"]
 
 
 def test_build_tables_default_confidence_is_95():
@@ -260,6 +296,6 @@ def test_build_tables_default_confidence_is_95():
     data = {**data, "points": data["points"][exits], "decisions": data["decisions"].iloc[:0],
             "routes": data["routes"][data["routes"]["point_id"].isin(data["points"].loc[
                 exits, "point_id"])]}
-    em = build_tables(data)["aggregate"].set_index(["method", "severity"]).loc[
-        ("em_router", "all")]
+    em = build_tables(data)["aggregate"].set_index(["method", "severity", "split"]).loc[
+        ("em_router", "all", "test")]
     assert em["accuracy_hi"] == pytest.approx(.82 + stats.t.ppf(.975, 2) * .02 / np.sqrt(3))
