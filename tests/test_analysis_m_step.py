@@ -74,6 +74,7 @@ def test_other_methods_and_severities_are_ignored():
     assert t.loc[0, "paper_accuracy"] == pytest.approx(.78)
 
 
+@pytest.mark.slow                                  # builds the whole report (~5 s)
 def test_summary_and_report_show_the_comparison_only_when_both_ran(tmp_path):
     """A fake run whose EM rows are copied as the weighted M-step: the table's title is in the
     terminal summary, the report and tables.md; the run as it is (paper only) shows none."""

@@ -47,8 +47,9 @@ def partial(tmp_path_factory):
     return _run(tmp_path_factory.mktemp("partial"), fail={("experts", 0.5)})
 
 
-@pytest.mark.parametrize("which, status, code", [("complete", "complete", 0),
-                                                 ("partial", "partial", 3)])
+@pytest.mark.parametrize("which, status, code", [
+    ("complete", "complete", 0),
+    pytest.param("partial", "partial", 3, marks=pytest.mark.slow)])       # a second run: ~5 s
 def test_report_shows_the_final_status_and_end_time(request, which, status, code):
     out, rc, stdout = request.getfixturevalue(which)
     assert rc == code
@@ -61,6 +62,7 @@ def test_report_shows_the_final_status_and_end_time(request, which, status, code
     assert lines[-1] == f"report: {out / 'report.html'}"
 
 
+@pytest.mark.slow                                  # a run, then its resume (~5 s)
 def test_a_resumed_run_reports_its_final_status(tmp_path, monkeypatch, capsys):
     out, rc, _ = _run(tmp_path, fail={("exits", 0.0)}, report=False)
     assert rc == 3
