@@ -11,6 +11,10 @@ line saying so):
   `DIGITS` significant digits (plotly's binary arrays, {"dtype", "bdata"}, become rounded
   lists first: raw float64 bits do not compress).
 
+Long tables (`Folds`): the first `HEAD_ROWS` rows stay in the page as HTML; the whole table
+goes into one more block, `folded-tables` (a JSON list of the tables' HTML), put into each
+table's closed `<details>` by `FOLD_LOADER` when the page opens.
+
 Every point is still in the page; nothing is fetched. `figures_in(page)` decodes the figures
 again (tests read them). The blocks are deterministic (gzip mtime 0).
 """
@@ -27,6 +31,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 DIGITS = 5                     # significant digits of every float in the figures
+HEAD_ROWS = 10                 # rows of a long table shown before its fold
 _BLOCK = '<script type="application/gzip-base64" id="{id}">{b64}</script>'
 _DTYPES = {"f8": "<f8", "f4": "<f4", "i1": "i1", "u1": "u1", "i2": "<i2", "u2": "<u2",
            "i4": "<i4", "u4": "<u4", "i8": "<i8", "u8": "<u8"}
@@ -83,16 +88,51 @@ def figures_in(page: str) -> list:
     return json.loads(unpack(m.group(1))) if m else []
 
 
-# Decodes both blocks, runs plotly.js, draws every figure into its div; errors go to the
-# page's window.onerror (the report's #script-errors box). <html data-figures="N"> when done.
-LOADER = """<script>(function(){
-function fail(m){if(window.onerror){window.onerror(m,'report.html',0);}}
+class Folds:
+    """The long tables of one page (module doc): `table(head, full, n)` -> HTML in place,
+    `block()` -> the compressed block and its loader ('' without long tables)."""
+
+    def __init__(self):
+        self.parts = []
+
+    def table(self, head_html: str, full_html: str, n_rows: int) -> str:
+        self.parts.append(full_html)
+        return (f'{head_html}<details class="fold"><summary>all {n_rows} rows</summary>'
+                f'<div data-fold="{len(self.parts) - 1}"></div></details>')
+
+    def block(self) -> str:
+        if not self.parts:
+            return ""
+        text = json.dumps(self.parts, separators=(",", ":"), ensure_ascii=False)
+        return _BLOCK.format(id="folded-tables", b64=pack(text)) + FOLD_LOADER
+
+
+def folded_in(page: str) -> list:
+    """The folded tables' HTML a page carries (the inverse of Folds.block)."""
+    m = re.search(r'<script type="application/gzip-base64" id="folded-tables">([^<]*)'
+                  r'</script>', page)
+    return json.loads(unpack(m.group(1))) if m else []
+
+
+# base64 -> gzip -> text in the browser (both loaders)
+_GUNZIP = """function fail(m){if(window.onerror){window.onerror(m,'report.html',0);}}
 function bytes(id){var s=atob(document.getElementById(id).textContent.trim());
 var b=new Uint8Array(s.length);for(var i=0;i<s.length;i++){b[i]=s.charCodeAt(i);}return b;}
 function gunzip(id){var z=new Blob([bytes(id)]).stream().pipeThrough(
 new DecompressionStream('gzip'));return new Response(z).text();}
 if(typeof DecompressionStream==='undefined'){fail('this browser cannot decompress the '+
-'figures (DecompressionStream): open report.html in a browser from 2023 or later');return;}
+'figures and tables (DecompressionStream): open report.html in a browser from 2023 or '+
+'later');return;}"""
+# Fills every <div data-fold="k"> with table k; <html data-folds="N"> when done.
+FOLD_LOADER = "<script>(function(){" + _GUNZIP + """
+gunzip('folded-tables').then(function(text){var parts=JSON.parse(text);
+document.querySelectorAll('div[data-fold]').forEach(function(d){
+d.innerHTML=parts[Number(d.getAttribute('data-fold'))];});
+document.documentElement.setAttribute('data-folds',String(parts.length));
+}).catch(function(e){fail(String(e&&e.stack||e));});})();</script>"""
+# Decodes both blocks, runs plotly.js, draws every figure into its div; errors go to the
+# page's window.onerror (the report's #script-errors box). <html data-figures="N"> when done.
+LOADER = "<script>(function(){" + _GUNZIP + """
 gunzip('plotly-js').then(function(js){var s=document.createElement('script');s.textContent=js;
 document.head.appendChild(s);return gunzip('figure-data');}).then(function(text){
 var figs=JSON.parse(text),p=Promise.resolve();figs.forEach(function(f){p=p.then(function(){

@@ -28,13 +28,15 @@ from analysis.selection import best_on_val
 METHOD_COLORS = {"gater": "#0072B2", "em_router": "#332288", "expert": "#4D4D4D",
                  "exit": "#4D4D4D", "random": "#A0A0A0", "branchynet": "#E69F00",
                  "cascade": "#009E73", "oracle": "#CC79A7"}
-EXTRA_COLORS = ("#882255", "#44AA99", "#117733", "#999933", "#AA4499", "#661100")
-TARGET_COLORS = ("#56B4E9", "#E69F00", "#009E73", "#CC79A7", "#0072B2", "#D55E00", "#F0E442")
+# Single models (routing targets), cheapest first: the same colour in (a) and (b), and none
+# that a method uses; methods not in METHOD_COLORS take EXTRA_COLORS.
+TARGET_COLORS = ("#56B4E9", "#D55E00", "#F0E442", "#882255", "#44AA99", "#999933", "#AA4499")
+EXTRA_COLORS = ("#117733", "#661100", "#6699CC", "#DDCC77", "#AA7744", "#117777")
 SEVERITY_COLORS = {"all": "#222222", "clean": "#2C7FB8", "mild": "#41B6C4",
                    "moderate": "#FD8D3C", "severe": "#D7301F"}
 SINGLE_SYMBOLS = ("diamond", "square", "triangle-up", "pentagon", "hexagon", "cross",
                   "triangle-down", "hourglass")
-FRONTIER_COLOR, HULL_COLOR = "#D55E00", "#7F7F7F"
+FRONTIER_COLOR, HULL_COLOR = "#1D2733", "#7F7F7F"
 SEVERITY_NAMES = {"all": "overall"}
 AXIS_TITLES = {"ms": "latency per sample (ms)",
                "compute": "cost per sample (fraction of full compute)"}
@@ -107,14 +109,17 @@ def _severity_traces(agg, points, frontier, *, family, severity, info) -> list:
     means = means[means["accuracy"].notna()]
     raw = points[(points["family"] == family) & (points["severity"] == severity)
                  & (points["split"] == "test") & (points["status"] == "ok")]
-    unit, traces = _unit(means), []
+    unit, traces, singles = _unit(means), [], []
     for method in _methods(means):
         m, r = means[means["method"] == method], raw[raw["method"] == method]
         if len(r) > len(m):  # several seeds: show each one faintly
             traces.append(_seed_trace(r, unit, method, info))
-        traces += (_single_traces(m, unit, method_color(method), info)
-                   if method in SINGLE_METHODS else [_mean_trace(m, unit, method, info)])
-    return traces + _lines(means, frontier, family=family, severity=severity)
+        if method in SINGLE_METHODS:
+            singles += _single_traces(m, unit, info)
+        else:
+            traces.append(_mean_trace(m, unit, method, info))
+    # single models last: drawn on top of the routers' points, never hidden under them
+    return traces + _lines(means, frontier, family=family, severity=severity) + singles
 
 
 def _seed_trace(r: pd.DataFrame, unit: str, method: str, info: dict) -> go.Scatter:
@@ -139,15 +144,17 @@ def _mean_trace(m: pd.DataFrame, unit: str, method: str, info: dict) -> go.Scatt
         hovertemplate="%{hovertext}<extra></extra>")
 
 
-def _single_traces(m: pd.DataFrame, unit: str, color: str, info: dict) -> list:
-    """One legend entry per single model (its name), a distinct marker symbol each."""
+def _single_traces(m: pd.DataFrame, unit: str, info: dict) -> list:
+    """One legend entry per single model (its name), cheapest first: its routing-target
+    colour (TARGET_COLORS, as in (b)) and a distinct marker symbol, large, outlined."""
     out = []
     for k, row in enumerate(m.sort_values("cost").to_dict("records")):
         out.append(go.Scatter(
             x=[row["cost"]], y=[row["accuracy"]], mode="markers",
             name=f"{esc(row['variant'])} ({esc(row['method'])})",
-            marker=dict(color=color, size=12, symbol=SINGLE_SYMBOLS[k % len(SINGLE_SYMBOLS)],
-                        line=dict(color="white", width=1)),
+            marker=dict(color=TARGET_COLORS[k % len(TARGET_COLORS)], size=14,
+                        symbol=SINGLE_SYMBOLS[k % len(SINGLE_SYMBOLS)],
+                        line=dict(color="#1D2733", width=1.5)),
             error_x=_err(pd.DataFrame([row]), "cost"),
             error_y=_err(pd.DataFrame([row]), "accuracy"),
             hovertext=[_hover(row, unit, info)], hovertemplate="%{hovertext}<extra></extra>"))
@@ -203,13 +210,18 @@ def _short(label: str, method: str) -> str:
     return label[len(method):].strip() if label.startswith(method) else label
 
 
-def routing_figure(tables: dict, *, family, method) -> go.Figure:
-    """(b) routing share per target, stacked bars across configurations, one row per severity."""
+def routing_figure(tables: dict, *, family, method, info=GENERIC) -> go.Figure:
+    """(b) routing share per target, stacked bars, one bar per λ: the (τ, threshold) with the
+    best val accuracy at that λ (the routing tables list every setting); one row per
+    severity."""
     sevs = [s for s in ["all", *tables.get("severities", [])] if f"routing/{family}/{s}" in tables]
+    agg = tables["aggregate"]
+    chosen = best_on_val(agg[(agg["family"] == family) & (agg["method"] == method)], by=["lam"])
     fig = make_subplots(rows=len(sevs), cols=1, shared_xaxes=True, vertical_spacing=0.04)
     for row, sev in enumerate(sevs, start=1):
         t = tables[f"routing/{family}/{sev}"]
         t = t[t["method"] == method]
+        t = t[t["setting_id"].isin(chosen)] if chosen else t
         x = [esc(_short(v, method)) for v in t["label"]]
         shares = [c for c in t.columns if c.startswith("share:")]
         for k, col in enumerate(shares):
@@ -224,8 +236,12 @@ def routing_figure(tables: dict, *, family, method) -> go.Figure:
                       margin=dict(t=30, r=20, b=60, l=80), legend_title_text="routed to",
                       bargap=0.25)
     fig.update_yaxes(range=[0, 100], ticksuffix="%")
-    fig.update_xaxes(title_text=f"{esc(method)} configuration", row=len(sevs), col=1)
+    thr = " / threshold" if agg.loc[agg["setting_id"].isin(chosen), "threshold"].notna().any() \
+        else ""
+    what = f"; {info['tau']}{thr} chosen on val per {info['lam']}" if chosen else ""
+    fig.update_xaxes(title_text=esc(f"{method} configuration{what}"), row=len(sevs), col=1)
     return fig
+
 
 
 def _chosen_label(row: dict, info: dict) -> str:

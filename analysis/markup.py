@@ -18,8 +18,8 @@ import pandas as pd
 UNITS = {  # cost unit -> accuracy scale, accuracy digits, cost digits, headers
     "ms": {"scale": 100.0, "acc_digits": 2, "cost_digits": 2,
            "acc": "Acc (%)", "cost": "Lat (ms)"},
-    "compute": {"scale": 1.0, "acc_digits": 4, "cost_digits": 4,
-                "acc": "Accuracy", "cost": "Cost"},
+    "compute": {"scale": 100.0, "acc_digits": 2, "cost_digits": 4,
+                "acc": "Acc (%)", "cost": "Cost"},
 }
 DEFAULT_UNITS = {"scale": 1.0, "acc_digits": 4, "cost_digits": 4, "acc": "Accuracy",
                  "cost": "Cost"}
@@ -29,7 +29,8 @@ def fmt_num(value, digits=2, *, scale=1.0) -> str:
     """A number with fixed decimals; '' for None / NaN."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
-    return f"{float(value) * scale:.{digits}f}"
+    text = f"{float(value) * scale:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text   # no "-0.00"
 
 
 def fmt_ci(mean, lo, hi, *, digits=2, scale=1.0) -> str:
@@ -145,10 +146,44 @@ def failed_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
     return out
 
 
+def _pp(value) -> str:
+    """A lift in percentage points with its sign ('+8.30'; '' for NaN)."""
+    text = fmt_num(value, 2, scale=100.0)
+    return "+" + text if text and not text.startswith("-") else text
+
+
+def _cost_range(lo, hi, unit) -> str:
+    spec = UNITS.get(unit, DEFAULT_UNITS)["cost_digits"] if unit != "ms" else 2
+    lo, hi = fmt_num(lo, spec), fmt_num(hi, spec)
+    return (lo if lo == hi else f"{lo}–{hi}") + (" ms" if unit == "ms" else " of full")
+
+
+def verdict_display(frame: pd.DataFrame, units: dict) -> pd.DataFrame:
+    """The verdict (analysis.verdict): accuracy in % and the lift in percentage points
+    [95% CI] whatever the family's unit; the cost range in the family's unit."""
+    unit = frame["cost_unit"] if "cost_unit" in frame else [None] * len(frame)
+    return pd.DataFrame({
+        "Router": list(frame["router"]),
+        "Severity": [SEVERITY_NAMES.get(v, v) for v in frame["severity"]],
+        "vs": list(frame["versus"]), "points": [str(v) for v in frame["points"]],
+        "at cost": [_cost_range(lo, hi, u) for lo, hi, u in
+                    zip(frame["cost_lo"], frame["cost_hi"], unit)],
+        "Router acc (%)": [fmt_num(v, 2, scale=100.0) for v in frame["accuracy"]],
+        "Ref acc (%)": [fmt_num(v, 2, scale=100.0) for v in frame["reference_accuracy"]],
+        "Lift (pp) [95% CI]": [_pp(v) + (f" [{_pp(lo)}, {_pp(hi)}]" if _pp(lo) else "")
+                               for v, lo, hi in zip(frame["lift"], frame["lift_lo"],
+                                                    frame["lift_hi"])],
+        "p": [f"{v:.2g}" if not pd.isna(v) else "" for v in frame["pvalue"]],
+        "q (BH)": [f"{v:.2g}" if not pd.isna(v) else "" for v in frame["qvalue"]],
+        "seeds": [str(v) for v in frame["n_seeds"]], "Verdict": list(frame["verdict"])})
+
+
+SEVERITY_NAMES = {"all": "overall"}
 KINDS = {"routing": routing_display, "baselines": baseline_display,
          "frontier": frontier_display, "lift": lift_display, "scores": scores_display,
          "significance": significance_display,
-         "significance_summary": significance_summary_display, "failed": failed_display}
+         "significance_summary": significance_summary_display, "failed": failed_display,
+         "verdict": verdict_display}
 
 
 def display(kind: str, frame: pd.DataFrame, *, family: dict | None = None) -> pd.DataFrame:
@@ -159,7 +194,35 @@ def display(kind: str, frame: pd.DataFrame, *, family: dict | None = None) -> pd
     info = family or {}
     units = {**UNITS.get(info.get("cost_unit"), DEFAULT_UNITS),
              "lam": info.get("lam", "λ"), "tau": info.get("tau", "τ")}
-    return KINDS[kind](frame.reset_index(drop=True), units)
+    out = KINDS[kind](frame.reset_index(drop=True), units)
+    if "Severity" in out:
+        out["Severity"] = out["Severity"].replace(SEVERITY_NAMES)     # 'all' -> 'overall'
+    return out
+
+
+NAMES = ("Configuration", "Method", "Router")   # columns that name a row, not a result
+
+
+def merge_ties(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows equal in every column but the naming ones (NAMES, and the λ / τ / threshold of a
+    routing table: `names`) become one, in first-seen order: the first row, its first name
+    + ' (+k tied)'."""
+    names = [c for c in frame.columns if c in NAMES] or list(frame.columns[:_param_count(frame)])
+    others = [c for c in frame.columns if c not in names]
+    if frame.empty or not names or not others:
+        return frame
+    key = frame[others].astype(str).agg("\x1f".join, axis=1)
+    counts = key.map(key.value_counts())
+    out = frame[~key.duplicated()].copy()
+    extra = counts[out.index] - 1
+    out[names[0]] = [f"{v} (+{k} tied)" if k else v for v, k in zip(out[names[0]], extra)]
+    return out.reset_index(drop=True)
+
+
+def _param_count(frame: pd.DataFrame) -> int:
+    """How many leading columns of a routing table name its setting (before 'Acc' / 'Lat')."""
+    stats = [i for i, c in enumerate(frame.columns) if str(c).startswith(("Acc", "Lat", "Cost"))]
+    return stats[0] if stats else 0
 
 
 def to_text(frame: pd.DataFrame) -> str:
@@ -205,3 +268,8 @@ def to_html(frame: pd.DataFrame, *, css_class="tbl") -> str:
                    for row in frame.values.tolist())
     return (f'<div class="tbl-wrap"><table class="{css_class}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>")
+
+
+def section(title: str, body: str, *, anchor=None, level=2) -> str:
+    ident = f' id="{html.escape(anchor)}"' if anchor else ""
+    return f"<h{level}{ident}>{html.escape(title)}</h{level}>\n{body}\n"

@@ -21,13 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import figures as F
-from analysis.embed import LOADER, figure_spec, figures_block, plotly_block
+from analysis.embed import HEAD_ROWS, LOADER, Folds, figure_spec, figures_block, plotly_block
 from analysis.errors import AnalysisError
 from analysis.families import legend
 from analysis.intervals import caption
 from analysis.io import load
 from analysis import m_step as MS
-from analysis.markup import display, to_html, to_markdown, to_text
+from analysis.markup import display, merge_ties, section, to_html, to_markdown, to_text
+from analysis.metadata import metadata_html
 from analysis.stats import summarise_significance
 from analysis.tables import build_tables
 CSS = """
@@ -52,9 +53,10 @@ ONERROR = ("<script>window.onerror=function(m,s,l){var d=document.getElementById
            "'script-errors');if(d){var p=document.createElement('p');p.className='script-error';"
            "p.textContent=String(m)+' ('+s+':'+l+')';d.appendChild(p);d.hidden=false;}};</script>")
 NOTES = {
-    "a": "Faint markers: single seeds. Solid markers: seed means with 95% confidence intervals "
+    "a": "Large outlined markers: the single models (coloured as in the routing shares). "
+         "Faint markers: single seeds. Solid markers: seed means with 95% confidence intervals "
          "(methods below; none is drawn where the data cannot support one, the hover says why). "
-         "Orange step: Pareto frontier of the seed means (oracle excluded: it reads the labels). "
+         "Dark step: Pareto frontier of the seed means (oracle excluded: it reads the labels). "
          "Dotted: best accuracy reachable by randomly mixing single models within the budget.",
     "scores": "HV: hypervolume against (cost of the most expensive single model, accuracy 0), "
               "divided by that box. AIQ: mean of the non-decreasing convex hull over the single "
@@ -67,6 +69,14 @@ NOTES = {
                  "only reports it.",
     "lift": "Lift = accuracy minus the static-mixing accuracy at the same cost (below the "
             "cheapest single model: that model's accuracy).",
+    "verdict": "Does each learned router beat static mixing of the single models, and the "
+               "strongest threshold baseline (chosen on val), at the same cost? The router's "
+               "operating points are its val Pareto frontier; at each point's test cost the "
+               "reference is the mixture of its two neighbouring settings that costs exactly "
+               "that. Lift: router minus reference accuracy averaged over the points, paired "
+               "per test sample and seed, in percentage points, with a 95% t-interval over "
+               "seeds × test samples; q: Benjamini–Hochberg over the whole table; 'better' "
+               "where q ≤ 0.05.",
     "significance": "McNemar's exact test of each setting on the val frontier (chosen on val, "
                     "without test data) against the most accurate single model on the same "
                     "test samples, seed by seed; b/c: samples only one of the two gets right. "
@@ -74,11 +84,6 @@ NOTES = {
                     "test set, or the severity levels together); q ≤ 0.05 keeps the expected "
                     "share of false discoveries ≤ 5%.",
 }
-
-
-def _section(title: str, body: str, *, anchor=None, level=2) -> str:
-    ident = f' id="{html.escape(anchor)}"' if anchor else ""
-    return f"<h{level}{ident}>{html.escape(title)}</h{level}>\n{body}\n"
 
 
 def _details(summary: str, body: str, *, open_=False) -> str:
@@ -98,12 +103,21 @@ def _intervals_note(agg: pd.DataFrame, family: str) -> str:
 
 class _Figures:
     """Each figure becomes an empty div; its data goes into the page's one compressed
-    `figure-data` block, drawn by `analysis.embed.LOADER` (plotly.js, compressed, once)."""
+    `figure-data` block, drawn by `analysis.embed.LOADER` (plotly.js, compressed, once).
+    Each table has its ties merged; a long one shows HEAD_ROWS rows and folds the rest
+    (`analysis.embed.Folds`)."""
 
     CONFIG = {"displaylogo": False, "responsive": True}
 
     def __init__(self):
-        self.specs = []
+        self.specs, self.folds = [], Folds()
+
+    def table(self, frame: pd.DataFrame) -> str:
+        """A display table as HTML: ties merged, the rows after HEAD_ROWS folded."""
+        frame = merge_ties(frame)
+        if len(frame) <= HEAD_ROWS + 5:
+            return to_html(frame)
+        return self.folds.table(to_html(frame.head(HEAD_ROWS)), to_html(frame), len(frame))
 
     @property
     def count(self) -> int:
@@ -117,10 +131,10 @@ class _Figures:
                 f'style="height:{height}px; width:100%;"></div></div>')
 
     def scripts(self) -> str:
-        """plotly.js and the figures (compressed) and the loader; nothing without figures."""
-        if not self.specs:
-            return ""
-        return plotly_block() + figures_block(self.specs) + LOADER
+        """plotly.js and the figures (compressed) and the loader; nothing without figures;
+        then the folded tables."""
+        figures = plotly_block() + figures_block(self.specs) + LOADER if self.specs else ""
+        return figures + self.folds.block()
 
 
 def _info(tables: dict, family) -> dict | None:
@@ -128,7 +142,7 @@ def _info(tables: dict, family) -> dict | None:
     return None if family is None else tables["families"].get(family)
 
 
-def _table(tables: dict, key: str, kind: str, *, family=None, severity=None) -> str:
+def _table(tables: dict, key: str, kind: str, figs, *, family=None, severity=None) -> str:
     """One table of `tables` as HTML, filtered to a family and a severity ('all') if given."""
     frame = tables.get(key)
     if frame is None or len(frame) == 0:
@@ -137,27 +151,40 @@ def _table(tables: dict, key: str, kind: str, *, family=None, severity=None) -> 
         frame = frame[frame["family"] == family]
     if severity is not None:
         frame = frame[frame["severity"] == severity]
-    return to_html(display(kind, frame, family=_info(tables, family)))
+    return figs.table(display(kind, frame, family=_info(tables, family)))
 
 
-def _overall_then_levels(tables: dict, key: str, kind: str, family: str, title: str) -> str:
+def _overall_then_levels(tables: dict, key: str, kind: str, family: str, title: str,
+                         figs) -> str:
     """The overall (whole test set) table, then the per-severity rows folded away."""
     levels = tables.get(key)
     per_level = ""
     if levels is not None and len(levels):
         levels = levels[(levels.get("family") == family) & (levels["severity"] != "all")]
-        per_level = _details(f"{title} — per severity", to_html(display(
+        per_level = _details(f"{title} — per severity", figs.table(display(
             kind, levels, family=_info(tables, family))))
-    return _table(tables, key, kind, family=family, severity="all") + per_level
+    return _table(tables, key, kind, figs, family=family, severity="all") + per_level
 
 
-def _routing_html(tables: dict, family: str) -> str:
+def _verdict_html(tables: dict) -> str:
+    """The verdict (analysis.verdict) at the top: overall rows, then the severity levels."""
+    v = tables.get("verdict")
+    if v is None or v.empty:
+        return ""
+    overall, levels = v[v["severity"] == "all"], v[v["severity"] != "all"]
+    body = _note("verdict") + to_html(display("verdict", overall))
+    if len(levels):
+        body += _details("Verdict — per severity", to_html(display("verdict", levels)))
+    return f'<div class="card">{section("Verdict", body, anchor="verdict")}</div>'
+
+
+def _routing_html(tables: dict, family: str, figs) -> str:
     parts = []
     for i, sev in enumerate(["all", *tables["severities"]]):
         frame = tables.get(f"routing/{family}/{sev}")
         if frame is not None:
             name = "overall (whole test set)" if sev == "all" else sev
-            parts.append(_details(f"Routing — {name}", to_html(display(
+            parts.append(_details(f"Routing — {name}", figs.table(display(
                 "routing", frame, family=_info(tables, family))), open_=i == 0))
     return "".join(parts) or '<p class="none">(no learned router in this family)</p>'
 
@@ -165,7 +192,7 @@ def _routing_html(tables: dict, family: str) -> str:
 def _family_html(tables: dict, family: str, figs: _Figures) -> str:
     agg, info, sevs = tables["aggregate"], _info(tables, family), tables["severities"]
     body = [f'<p class="note">In this family: {html.escape(legend(info))}.</p>',
-            _section("(a) Accuracy vs cost", figs.html(F.frontier_figure(
+            section("(a) Accuracy vs cost", figs.html(F.frontier_figure(
                 agg, tables["points"], tables["frontier"], family=family, info=info,
                 severities=sevs)) + _note("a")
                 + _intervals_note(agg, family), level=3)]
@@ -175,72 +202,23 @@ def _family_html(tables: dict, family: str, figs: _Figures) -> str:
                              ("significance", "significance",
                               "Paired significance (McNemar, exact)")):
         note = _note(kind) if kind in NOTES else ""
-        body.append(_section(title, note + _overall_then_levels(tables, key, kind, family, title),
-                             level=3))
+        body.append(section(title, note + _overall_then_levels(
+            tables, key, kind, family, title, figs), level=3))
     for method in F.learned_methods(agg, family=family):
-        body.append(_section(f"(b) Routing share — {method}", figs.html(
-            F.routing_figure(tables, family=family, method=method)), level=3))
-        body.append(_section(f"(c) Accuracy per severity across {info['lam']} — {method}",
+        body.append(section(f"(b) Routing share — {method}", figs.html(
+            F.routing_figure(tables, family=family, method=method, info=info)), level=3))
+        body.append(section(f"(c) Accuracy per severity across {info['lam']} — {method}",
                              figs.html(F.severity_figure(agg, family=family, method=method,
                                                          info=info, severities=sevs)), level=3))
-    body.append(_section("Routing tables", _routing_html(tables, family), level=3))
+    body.append(section("Routing tables", _routing_html(tables, family, figs), level=3))
     if MS.shown_in(tables.get("m_step"), agg, family=family):
-        body.append(_section(MS.TITLE, to_html(MS.m_step_display(tables["m_step"])), level=3))
+        body.append(section(MS.TITLE, to_html(MS.m_step_display(tables["m_step"])), level=3))
     baselines = tables[f"baselines/{family}"]
-    body.append(_section("(d) Baselines (whole test set)", figs.html(
+    body.append(section("(d) Baselines (whole test set)", figs.html(
         F.baseline_figure(baselines, family=family, unit=info["cost_unit"]))
-        + _note("baselines") + to_html(display("baselines", baselines, family=info)), level=3))
-    return _section(info["title"], "\n".join(body), anchor=f"family-{family}")
-
-
-def _kv(mapping) -> str:
-    """A two-column table of a dict; nested values as compact JSON; all escaped."""
-    if not isinstance(mapping, dict) or not mapping:
-        return '<p class="none">(not recorded)</p>'
-    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_value(v))}</td></tr>"
-                   for k, v in mapping.items())
-    return f'<div class="tbl-wrap"><table class="tbl"><tbody>{rows}</tbody></table></div>'
-
-
-def _value(v) -> str:
-    return v if isinstance(v, str) else json.dumps(v, default=str)
-
-
-def _costs_html(costs: dict) -> str:
-    """Per-model cost tables (dicts of dicts), small dicts as key-value, scalars together."""
-    if not isinstance(costs, dict) or not costs:
-        return '<p class="none">(not recorded)</p>'
-    parts, scalars = [], {}
-    for key, value in costs.items():
-        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            parts.append(f"<h4>{html.escape(str(key))}</h4>" + to_html(_dict_frame(value)))
-        elif isinstance(value, dict):
-            parts.append(f"<h4>{html.escape(str(key))}</h4>" + _kv(value))
-        else:
-            scalars[key] = value
-    if scalars:
-        parts.append("<h4>how measured</h4>" + _kv(scalars))
-    return '<div class="meta-grid">' + "".join(f"<div>{p}</div>" for p in parts) + "</div>"
-
-
-def _dict_frame(nested: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"name": k, **{c: _value(x) for c, x in v.items()}}
-                         for k, v in nested.items()]).fillna("")
-
-
-def _metadata_html(manifest: dict) -> str:
-    m = manifest or {}
-    run = {k: m.get(k) for k in ("routesweep_version", "status", "config_name", "created",
-                                 "finished") if k in m}
-    small = [_section(title, _kv(m.get(key) if key else run), level=3)
-             for title, key in (("Run", None), ("Hardware", "hardware"),
-                                ("Package versions", "versions"), ("Timings (s)", "timings"),
-                                ("Dataset", "dataset"))]
-    parts = ['<div class="meta-grid">' + "".join(f"<div>{x}</div>" for x in small) + "</div>",
-             _section("Measured costs", _costs_html(m.get("costs")), level=3),
-             _section("Resolved configuration", "<pre>" + html.escape(json.dumps(
-                 m.get("config", {}), indent=2, default=str)) + "</pre>", level=3)]
-    return _section("Run metadata", "\n".join(parts), anchor="metadata")
+        + _note("baselines") + figs.table(display("baselines", baselines, family=info)),
+        level=3))
+    return section(info["title"], "\n".join(body), anchor=f"family-{family}")
 
 
 def _failed_html(tables: dict) -> str:
@@ -251,7 +229,7 @@ def _failed_html(tables: dict) -> str:
             "(see 'failed' counts) and listed here.</p>"
             + "".join(to_html(display("failed", part, family=_info(tables, f)))
                       for f, part in _by_family(tables, failed)))
-    return f'<div class="card warn">{_section("Failed trials", body, anchor="failed")}</div>'
+    return f'<div class="card warn">{section("Failed trials", body, anchor="failed")}</div>'
 
 
 def _by_family(tables: dict, frame: pd.DataFrame):
@@ -280,8 +258,9 @@ def build_html(tables: dict) -> tuple[str, int]:
               f"</span></h1><p>{html.escape(str(manifest.get('created', '')))} → "
               f"{html.escape(str(manifest.get('finished', '')))}</p></header>")
     body = (f'<div id="script-errors" hidden></div>{header}<main><nav>{nav}'
-            f'<a href="#metadata">metadata</a></nav>{_failed_html(tables)}{family_html}'
-            f"{_metadata_html(manifest)}</main>{figs.scripts()}")
+            f'<a href="#metadata">metadata</a></nav>{_failed_html(tables)}'
+            f"{_verdict_html(tables)}{family_html}"
+            f"{metadata_html(manifest)}</main>{figs.scripts()}")
     return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>", figs.count
 
 
@@ -295,6 +274,9 @@ def _display_tables(tables: dict) -> list:
     """(title, kind, family, key) of every table shown in md output, in order."""
     out = [(f"Failed trials{f' ({f})' if f else ''}", "failed", f, "failed")
            for f, _ in _by_family(tables, tables["failed"])]
+    if len(tables.get("verdict", ())):
+        out.append(("Verdict: router vs static mixing and the strongest baseline at matched "
+                    "cost", "verdict", None, "verdict"))
     for f in tables["families"]:
         out.append((f"{f}: baselines (whole test set)", "baselines", f, f"baselines/{f}"))
         for sev in ["all", *tables["severities"]]:
@@ -345,6 +327,11 @@ def summary_text(tables: dict) -> str:
         lines += [to_text(display("failed", part, family=_info(tables, f)))
                   for f, part in _by_family(tables, tables["failed"])]
     overall = lambda fr: fr["severity"] == "all"  # noqa: E731
+    verdict = tables.get("verdict")
+    if verdict is not None and len(verdict):
+        lines += ["", "== verdict: each router vs static mixing and the strongest baseline at "
+                      "matched cost (whole test set) ==",
+                  to_text(display("verdict", verdict[overall(verdict)]))]
     for f, info in tables["families"].items():
         lines += ["", f"== {f}: {legend(info)} ==", "", f"== {f}: baselines (whole test set) ==",
                   to_text(display("baselines", tables[f"baselines/{f}"], family=info))]

@@ -27,13 +27,17 @@ from analysis.frontier import SINGLE_METHODS, pareto_mask
 
 BUDGETS = (0.25, 0.5, 0.75, 1.0)    # fractions of full compute in the summary
 _TOL = 1e-9                         # a setting at exactly the budget fits
+_DIGITS = 12                        # val means equal to 12 decimals are ties
 
 
 def candidates(frame: pd.DataFrame) -> pd.DataFrame:
-    """Val rows at severity 'all' of the settings that also have test rows, accuracy known."""
+    """Val rows at severity 'all' of the settings that also have test rows, accuracy known;
+    accuracy and cost rounded to _DIGITS decimals, so that a mean summed in another order
+    (`seed_means` vs `aggregate_seeds`: 1e-16 apart) is the same tie and the same choice."""
     tested = set(frame.loc[frame["split"] == "test", "setting_id"])
     val = frame[(frame["split"] == "val") & (frame["severity"] == "all")
                 & frame["accuracy"].notna() & frame["setting_id"].isin(tested)]
+    val = val.assign(accuracy=val["accuracy"].round(_DIGITS), cost=val["cost"].round(_DIGITS))
     return val.sort_values("setting_id", kind="stable")
 
 

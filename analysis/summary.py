@@ -12,7 +12,9 @@ it, the single models per severity, and each learned router's operating points, 
 
 Where the family has BranchyNet, those points against BranchyNet interpolated at the same cost.
 Seed means only (no intervals: this runs after every sweep), from `analysis.stats.seed_means`.
-The last line names report.html when the run has one.
+First the verdict (`analysis.verdict`): per router and severity, its lift over static mixing
+and over the strongest baseline at matched cost, with CI and q. The last line names
+report.html when the run has one.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from analysis.m_step import m_step_table, m_step_text
 from analysis.selection import BUDGETS, at_budgets, best_on_val, full_cost
 from analysis.stats import seed_means
 from analysis.tables import route_shares
+from analysis.verdict import ALPHA, STATIC, verdict_table
 
 COST = {"ms": "latency_ms", "compute": "compute"}
 
@@ -174,6 +177,34 @@ def family_text(data: dict, family: str, info: dict, severities: list) -> list[s
     return lines
 
 
+def _signed(v) -> str:
+    return "" if pd.isna(v) else f"{v * 100:+.2f}"
+
+
+def verdict_text(verdict: pd.DataFrame) -> list[str]:
+    """The verdict (analysis.verdict) as terminal lines: one row per router and severity,
+    its lift over static mixing and over the strongest baseline (accuracy points, 95% CI)
+    and q; '*' marks q <= 0.05."""
+    if verdict.empty:
+        return []
+    rows = {}
+    for r in verdict.to_dict("records"):
+        row = rows.setdefault((r["router"], r["severity"]), {
+            "router": r["router"], "severity": "overall" if r["severity"] == "all"
+            else r["severity"], "acc (%)": f"{r['accuracy'] * 100:.2f}"})
+        ci = f" [{_signed(r['lift_lo'])}, {_signed(r['lift_hi'])}]" if _signed(r["lift_lo"]) \
+            else ""
+        q = "" if pd.isna(r["qvalue"]) else f"{r['qvalue']:.2g}" + "*" * (r["qvalue"] <= ALPHA)
+        side = "mix" if r["versus"] == STATIC else "base"
+        if side == "base":
+            row["baseline"] = r["versus"]
+        row.update({f"{side} lift [95% CI]": _signed(r["lift"]) + ci, f"{side} q": q})
+    return ["", "VERDICT: does the router beat static mixing of single models (mix) and the "
+                "strongest baseline (base) at matched cost? Lift in accuracy points over its "
+                "val-chosen frontier; q: Benjamini–Hochberg, * = q <= 0.05:",
+            pd.DataFrame(list(rows.values())).fillna("—").to_string(index=False)]
+
+
 def summary_text(data: dict, *, results_dir=None, report=None) -> str:
     """The summary of `analysis.load(...)`'s dict (see module doc); `report`: the path of
     report.html, named on the last line."""
@@ -181,7 +212,10 @@ def summary_text(data: dict, *, results_dir=None, report=None) -> str:
     severities = severity_order(manifest, points)
     where = f" in {results_dir}" if results_dir else ""
     lines = [f"\nroutesweep: results{where}  (status: {manifest.get('status', 'unknown')})"]
-    for family in fam.order(manifest, points["family"]):
+    order = fam.order(manifest, points["family"])
+    lines += verdict_text(verdict_table(seed_means(points), points, data.get("decisions"),
+                                        severities=severities, families=order))
+    for family in order:
         lines += family_text(data, family, fam.describe(manifest, family, points), severities)
     m_step = m_step_text(m_step_table(seed_means(points)))       # '' unless both M-steps ran
     lines += ["", m_step] if m_step else []

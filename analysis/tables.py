@@ -24,6 +24,7 @@ from analysis.m_step import m_step_table
 from analysis.scores import scores_table
 from analysis.selection import best_on_val
 from analysis.stats import CONFIG, aggregate_seeds, setting_ids, significance_table
+from analysis.verdict import verdict_table
 
 STAT_COLUMNS = ["accuracy", "accuracy_lo", "accuracy_hi", "cost", "cost_lo", "cost_hi",
                 "n_seeds"]
@@ -56,7 +57,8 @@ def routing_table(agg: pd.DataFrame, shares: pd.DataFrame, *, family, severity) 
     """One row per learned configuration of `family` at `severity`: stats + share:<target>."""
     rows = select(agg, family=family, severity=severity)
     rows = rows[is_learned(rows)].sort_values(["method", "lam", "tau", "threshold"])
-    out = rows[["label", "method", "lam", "tau", "threshold"] + STAT_COLUMNS].reset_index(drop=True)
+    out = rows[["label", "method", "lam", "tau", "threshold"] + STAT_COLUMNS
+               + ["setting_id"]].reset_index(drop=True)
     if shares.empty or rows.empty:
         return out
     idx = list(zip(rows["setting_id"], rows["severity"], rows["split"]))
@@ -109,7 +111,7 @@ def families(agg: pd.DataFrame, manifest: dict | None = None) -> list:
 
 def build_tables(data: dict, *, confidence=0.95) -> dict:
     """Every table of the report from `analysis.load(...)`'s dict. Keys (DataFrames unless
-    noted): aggregate, frontier, lift, scores, significance, failed, baselines/<family>,
+    noted): aggregate, frontier, lift, scores, significance, verdict, failed, baselines/<family>,
     routing/<family>/<severity> (severity 'all' and each level), points (as loaded),
     manifest (dict), severities (the levels in order, list), families ({family: what its λ /
     τ weigh, its title and cost unit}, in order; `analysis.families.describe`)."""
@@ -117,13 +119,16 @@ def build_tables(data: dict, *, confidence=0.95) -> dict:
     agg = aggregate_seeds(points, decisions, confidence=confidence)
     shares = route_shares(points, routes)
     severities = severity_order(data["manifest"], points)
+    order = families(agg, data["manifest"])
     tables = {"aggregate": agg, "frontier": frontier_table(agg), "lift": lift_table(agg),
               "scores": scores_table(agg), "failed": failed_table(points, data["manifest"]),
               "significance": significance_table(agg, points, decisions, severities),
               "m_step": m_step_table(agg),        # empty unless exits.m_step: both
+              "verdict": verdict_table(agg, points, decisions, severities=severities,
+                                       families=order, confidence=confidence),
               "manifest": data["manifest"], "points": points, "severities": severities,
               "families": {f: fam.describe(data["manifest"], f, points)
-                           for f in families(agg, data["manifest"])}}
+                           for f in order}}
     for family in tables["families"]:
         tables[f"baselines/{family}"] = baseline_table(agg, family=family)
         for severity in ["all", *tables["severities"]]:

@@ -37,6 +37,10 @@ def test_every_figure_renders_without_script_errors(tmp_path):
     assert len(FIGURE_DIV.findall(dom)) == expected  # Plotly adds the class once drawn
     assert 'class="script-error"' not in dom, re.findall(r'script-error">([^<]*)', dom)
     assert dom.count('class="main-svg"') >= expected
+    folds = int(re.search(r'data-folds="(\d+)"', dom).group(1))   # long tables filled in
+    assert folds >= 1 and dom.count('<div data-fold="') == folds
+    assert '<div data-fold="0"><div class="tbl-wrap">' in dom
+    assert 'id="verdict"' in dom and "router better" in dom
     shot = tmp_path / "report.png"
     proc = _chromium(f"--screenshot={shot}", "--window-size=1400,3000", report.resolve().as_uri())
     assert proc.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

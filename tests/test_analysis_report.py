@@ -83,7 +83,7 @@ def test_write_report_md_and_csv(tmp_path):
     path = write_report(run, formats=("md", "csv"))
     assert path == run / "report.html" and path.stat().st_size > 1_000_000
     md = (run / "tables" / "tables.md").read_text()
-    assert "| Method | Accuracy | Cost | seeds |" in md and "## exits: routing — severe" in md
+    assert "| Method | Acc (%) | Cost | seeds |" in md and "## exits: routing — severe" in md
     scores = pd.read_csv(run / "tables" / "scores.csv")
     assert {"hypervolume", "aiq", "apgr", "cpt50", "cpt80"} <= set(scores.columns)
     assert (run / "tables" / "routing_exits_all.csv").exists()

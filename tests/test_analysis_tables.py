@@ -78,8 +78,8 @@ def test_baseline_table_em_paper_table1():
                                        "random", "branchynet thr=0.5",
                                        "em_router (best on val) λ=0.5 τ=1", "oracle"]
     shown = display("baselines", table, family=EM)
-    assert shown.columns.tolist() == ["Method", "Accuracy", "Cost", "seeds"]
-    assert shown.iloc[6].tolist() == ["em_router (best on val) λ=0.5 τ=1", "0.8984", "0.7500",
+    assert shown.columns.tolist() == ["Method", "Acc (%)", "Cost", "seeds"]
+    assert shown.iloc[6].tolist() == ["em_router (best on val) λ=0.5 τ=1", "89.84", "0.7500",
                                       "1"]
     # the best on VAL, whatever test says: λ = 1 is worse on test, better on val
     flipped = baseline_table(aggregate_seeds(_with_val(em_paper_points(), {.5: .86, 1.: .90})),
@@ -88,7 +88,7 @@ def test_baseline_table_em_paper_table1():
     # a learned router without val rows has no best: nothing is chosen on test
     no_val = baseline_table(aggregate_seeds(em_paper_points()), family="exits")
     assert not no_val["label"].str.contains("best").any()
-    assert shown.iloc[7].tolist() == ["oracle", "0.9691", "0.4855", "1"]
+    assert shown.iloc[7].tolist() == ["oracle", "96.91", "0.4855", "1"]
 
 
 def test_failed_table_merges_manifest_and_points():

@@ -56,3 +56,33 @@ def test_the_page_is_small_and_keeps_every_point(run):
     missing = [(r.method, r.severity, r.seed) for r in points.itertuples()
                if (key(r.cost), key(r.accuracy)) not in drawn]
     assert not missing, missing[:5]
+
+
+def test_a_long_table_shows_its_head_and_folds_every_row():
+    import pandas as pd
+    from analysis.embed import HEAD_ROWS, folded_in
+    from analysis.report import _Figures
+    page = _Figures()
+    frame = pd.DataFrame({"Configuration": [f"c{i}" for i in range(40)],
+                          "Acc (%)": [f"{i}.00" for i in range(40)]})
+    shown = page.table(frame)
+    assert shown.count("<tr>") == HEAD_ROWS + 1 and "all 40 rows" in shown   # + the header
+    assert "c9" in shown and "c10" not in shown
+    [full] = folded_in(page.scripts())
+    assert full.count("<tr>") == 41 and "c39" in full
+    short = page.table(frame.head(HEAD_ROWS + 5))          # short enough: no fold
+    assert "<details" not in short and short.count("<tr>") == HEAD_ROWS + 6
+
+
+def test_ties_merge_into_their_first_row():
+    import pandas as pd
+    from analysis.markup import merge_ties
+    frame = pd.DataFrame({"Severity": ["overall"] * 4, "Configuration": ["a", "b", "c", "d"],
+                          "Acc (%)": ["1", "2", "1", "1"], "Cost": ["x", "y", "x", "z"]})
+    out = merge_ties(frame)
+    assert out["Configuration"].tolist() == ["a (+1 tied)", "b", "d"]
+    assert out["Cost"].tolist() == ["x", "y", "z"]
+    routing = pd.DataFrame({"λ": ["0.5", "0.6", "0.7"], "τ": ["1", "2", "1"],
+                            "Acc (%)": ["1", "1", "2"], "Lat (ms)": ["1", "1", "2"]})
+    assert merge_ties(routing)["λ"].tolist() == ["0.5 (+1 tied)", "0.7"]   # λ, τ name rows
+    assert merge_ties(routing)["τ"].tolist() == ["1", "1"]

@@ -104,14 +104,15 @@ def test_routing_table_rows_columns_and_shares():
     assert table["label"].tolist() == ["cascade λ=0.5 thr=0.3", "gater λ=0.5 τ=1",
                                        "gater λ=0.5 τ=2", "gater λ=0.9 τ=1"]
     assert table.columns.tolist() == (["label", "method", "lam", "tau", "threshold"]
-                                      + STAT_COLUMNS + ["share:tiny", "share:big"])
+                                      + STAT_COLUMNS + ["setting_id", "share:tiny", "share:big"])
     assert table.index.tolist() == [0, 1, 2, 3]
     assert table["share:tiny"].tolist() == [.5, 1., 1., .25]
     assert table["share:big"].tolist() == [.5, 0., 0., .75]
     assert table["accuracy"].tolist() == pytest.approx([.6, .6, .7, .8])
     # no shares at all: the stats alone
     bare = routing_table(agg, pd.DataFrame(), family="experts", severity="all")
-    assert bare.columns.tolist() == ["label", "method", "lam", "tau", "threshold"] + STAT_COLUMNS
+    assert bare.columns.tolist() == (["label", "method", "lam", "tau", "threshold"]
+                                     + STAT_COLUMNS + ["setting_id"])
     assert len(bare) == 4
     # a severity without learned rows: empty, without share columns
     none = routing_table(agg, route_shares(points, routes), family="exits", severity="clean")

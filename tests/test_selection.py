@@ -163,3 +163,13 @@ def test_summary_and_report_say_chosen_on_val(data):
     for family in ("experts", "exits"):
         labels = tables[f"baselines/{family}"]["label"]
         assert labels.str.contains("(best on val)", regex=False).sum() == 1
+
+
+def test_means_equal_but_for_summation_order_are_ties():
+    """0.1 + 0.2 and 0.3 differ by 5.6e-17 (a mean summed in another order, seed_means vs
+    aggregate_seeds): both are on the val frontier, whichever comes first."""
+    frame = pd.DataFrame({"family": "exits", "method": "em_router", "setting_id": ["a", "b"] * 2,
+                          "split": ["val", "val", "test", "test"], "severity": "all",
+                          "accuracy": [0.1 + 0.2, 0.3, 0.5, 0.5], "cost": [0.5, 0.5, 0.5, 0.5]})
+    assert sorted(val_frontier(frame)) == ["a", "b"]
+    assert best_on_val(frame) == ["a"]                  # the tie goes to the first setting id

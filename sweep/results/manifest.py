@@ -37,8 +37,21 @@ def versions() -> dict:
     return out
 
 
+def cpu_model(cpuinfo="/proc/cpuinfo") -> str:
+    """The CPU's model name ('AMD EPYC 7B13'), from /proc/cpuinfo on Linux; else what
+    `platform` knows ('x86_64' at worst)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware(device: str) -> dict:
-    hw = {"device": device, "cpu": platform.processor() or platform.machine(),
+    hw = {"device": device, "cpu": cpu_model(),
           "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
           "platform": platform.platform(), "gpu": None}
     if device.startswith("cuda"):
