@@ -32,8 +32,24 @@ from analysis.verdict import ALPHA, STATIC, verdict_table
 COST = {"ms": "latency_ms", "compute": "compute"}
 
 
+PERCENT = ("accuracy", "val_accuracy", "val accuracy", "branchynet_acc_at_cost", "delta")
+
+
+def _percent(df: pd.DataFrame, cols=None) -> pd.DataFrame:
+    """Accuracy columns (PERCENT, 'acc <severity>', or `cols`) as % with 2 decimals, like the
+    report; a difference ('delta') in signed accuracy points."""
+    cols = [c for c in df.columns if c in PERCENT or str(c).startswith("acc ")] \
+        if cols is None else cols
+    out = df.copy()
+    for c in cols:
+        spec = "+.2f" if c == "delta" else ".2f"
+        out[c] = [("—" if pd.isna(v) else f"{v * 100:{spec}}") for v in df[c]]
+    return out.rename(columns={c: f"{c} (%)" if c != "delta" else "delta (points)"
+                               for c in cols if c in PERCENT})
+
+
 def _fmt(df: pd.DataFrame) -> str:
-    return df.to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}")
+    return _percent(df).to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}")
 
 
 def singles_table(means: pd.DataFrame, *, family, severities) -> pd.DataFrame:
@@ -168,8 +184,9 @@ def family_text(data: dict, family: str, info: dict, severities: list) -> list[s
     singles = singles_table(means, family=family, severities=severities)
     if len(singles):
         cost = COST.get(info["cost_unit"], "cost")
-        lines += ["", f"Single models (test accuracy per severity; cost = {cost}):",
-                  singles.to_string(float_format=lambda v: f"{v:.3f}")]
+        lines += ["", f"Single models (test accuracy per severity, %; cost = {cost}):",
+                  _percent(singles, [c for c in singles.columns if c != "cost"]).to_string(
+                      float_format=lambda v: f"{v:.3f}")]
     learned = select(means, family=family)
     for method in dict.fromkeys(learned.loc[is_learned(learned), "method"]):
         lines += _learned_text(data, means, family=family, method=method, info=info,

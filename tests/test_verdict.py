@@ -154,3 +154,18 @@ def test_verdict_words_follow_q_and_the_sign_of_the_lift():
     assert list(out["verdict"][:3]) == ["router better", "reference better",
                                         "no significant difference"]
     assert out["verdict"][3].startswith("no test")
+
+
+def test_the_summary_and_the_report_show_it_in_percent():
+    from analysis.markup import display
+    from analysis.summary import verdict_text
+    v = _verdict()
+    text = "\n".join(verdict_text(v))
+    row = next(line for line in text.splitlines() if "overall" in line)
+    assert row.split()[:4] == ["gater", "overall", "87.50", "+25.00"]   # acc %, lift in points
+    assert "cascade +0.00 [" in row                    # the tie with the baseline
+    shown = display("verdict", v)
+    first = shown.iloc[0]
+    assert (first["Severity"], first["Router acc (%)"], first["Ref acc (%)"]) == (
+        "overall", "87.50", "62.50")
+    assert first["at cost"] == "2.00 ms" and first["Lift (pp) [95% CI]"].startswith("+25.00 [")
