@@ -42,8 +42,8 @@ def _percent(df: pd.DataFrame, cols=None) -> pd.DataFrame:
         if cols is None else cols
     out = df.copy()
     for c in cols:
-        spec = "+.2f" if c == "delta" else ".2f"
-        out[c] = [("—" if pd.isna(v) else f"{v * 100:{spec}}") for v in df[c]]
+        out[c] = [_signed(v) if c == "delta" else "—" if pd.isna(v) else f"{v * 100:.2f}"
+                  for v in df[c]]
     return out.rename(columns={c: f"{c} (%)" if c != "delta" else "delta (points)"
                                for c in cols if c in PERCENT})
 
@@ -195,7 +195,8 @@ def family_text(data: dict, family: str, info: dict, severities: list) -> list[s
 
 
 def _signed(v) -> str:
-    return "" if pd.isna(v) else f"{v * 100:+.2f}"
+    """An accuracy difference in signed points, 2 decimals; never '-0.00'."""
+    return "" if pd.isna(v) else f"{round(v * 100, 2) + 0.0:+.2f}"
 
 
 def verdict_text(verdict: pd.DataFrame) -> list[str]:

@@ -219,9 +219,10 @@ def _family_rows(agg: pd.DataFrame, family, severities, runs, paired, confidence
     base, base_ids = strongest_baseline(fam, ref_cost=singles["cost"].max()
                                         if len(singles) else np.nan)
     rows = []
-    for (method, variant), g in fam[is_learned(fam)].groupby(["method", "variant"],
-                                                             dropna=False, sort=True):
-        name = method if variant is None or pd.isna(variant) else f"{method} {variant}"
+    learned = fam[is_learned(fam)]
+    learned = learned.assign(_variant=learned["variant"].fillna(""))   # the method as is first
+    for (method, variant), g in learned.groupby(["method", "_variant"], sort=True):
+        name = f"{method} {variant}" if variant else method
         ids = val_frontier(g)
         for sev in ["all", *severities]:
             test = select(fam, severity=sev)
@@ -255,7 +256,8 @@ def _with_verdict(out: pd.DataFrame) -> pd.DataFrame:
     if has_p.any():
         q[has_p] = stats.false_discovery_control(out.loc[has_p, "pvalue"].to_numpy(float))
     out = out.assign(qvalue=q)
-    words = np.where(np.isnan(q), "no test (1 seed, no per-sample decisions)",
-                     np.where(q > ALPHA, "no significant difference",
-                              np.where(out["lift"] > 0, "router better", "reference better")))
+    lift, better = out["lift"].to_numpy(float), q <= ALPHA
+    words = np.select([np.isnan(q), better & (lift > 0), better & (lift < 0)],
+                      ["no test (1 seed, no per-sample decisions)", "router better",
+                       "reference better"], "no significant difference")
     return out.assign(verdict=words)[COLUMNS]

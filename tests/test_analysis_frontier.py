@@ -130,3 +130,77 @@ def test_reference_models_and_lift_table():
     lift = lift_table(agg).set_index("label")["lift"]
     assert lift["branchynet thr=0.5"] == pytest.approx(.07414)
     assert "exit exit2" not in lift.index
+
+
+# --- edges and contracts (each pins a rule a mutant of analysis/frontier.py breaks) --------
+
+def test_none_is_missing_like_nan():
+    assert pareto_mask(cost=[1.0, None, 2.0], accuracy=[0.5, 0.9, None]).tolist() == [
+        True, False, False]
+    hc, ha = upper_hull(cost=[1, None, 3, 2, np.nan], accuracy=[.5, .9, .8, np.nan, .99])
+    assert hc.tolist() == [1, 3] and ha.tolist() == [.5, .8]   # one coordinate missing: out
+    assert hull_accuracy([1.0, 3.0], [.5, .8], [2, None])[0] == pytest.approx(.65)
+    assert np.isnan(hull_accuracy([1.0, 3.0], [.5, .8], [2, None])[1])
+
+
+def test_collinear_points_are_not_hull_vertices():
+    hc, ha = upper_hull(cost=[1, 2, 3], accuracy=[.5, .6, .7])
+    assert hc.tolist() == [1, 3] and ha.tolist() == [.5, .7]
+
+
+def test_static_mixing_matches_vertices_on_both_coordinates():
+    same_acc = pd.DataFrame({"cost": [2.0, 1.0, 3.0], "accuracy": [.5, .5, .8],
+                             "variant": ["x", "y", "z"]})
+    out = static_mixing(same_acc)
+    assert out.columns.tolist() == ["cost", "accuracy", "variant"]
+    assert out["variant"].tolist() == ["y", "z"] and out["cost"].tolist() == [1.0, 3.0]
+    same_cost = pd.DataFrame({"cost": [1.0, 1.0, 3.0], "accuracy": [.4, .5, .8],
+                              "variant": ["x", "y", "z"]})
+    assert static_mixing(same_cost)["variant"].tolist() == ["y", "z"]
+    assert static_mixing(same_cost.drop(columns="variant"))["variant"].tolist() == [None, None]
+
+
+def _agg(rows):
+    """rows: (family, method, variant, split, severity, cost, accuracy) -> aggregate_seeds."""
+    points = pd.DataFrame([{"family": f, "method": m, "variant": v, "lam": None, "tau": None,
+                            "threshold": None, "split": sp, "severity": sev, "cost_unit": "ms",
+                            "accuracy": a, "cost": c, "status": "ok", "seed": 0,
+                            "point_id": f"p{i}", "n": 10}
+                           for i, (f, m, v, sp, sev, c, a) in enumerate(rows)])
+    return aggregate_seeds(points)
+
+
+def test_reference_models_ties_severity_and_where_chosen():
+    rows = [("b", "expert", v, sp, sev, c, a + (0.3 if sev == "severe" else 0) * (v == "s"))
+            for sp in ("val", "test") for sev in ("all", "severe")
+            for v, c, a in (("w1", 1.0, .5), ("w2", 1.0, .6), ("s", 4.0, .7), ("t", 3.0, .9),
+                            ("u", 5.0, .9))]
+    agg = _agg(rows)
+    ref = reference_models(agg, family="b", severity="all")
+    assert ref["weak_label"] == "expert w2" and ref["strong_label"] == "expert t"
+    assert ref["chosen_on"] == "val" and ref["ref_cost"] == 5.0
+    severe = reference_models(agg, family="b", severity="severe")
+    assert severe["strong_label"] == "expert s" and severe["strong"] == (4.0, 1.0)
+    test_only = reference_models(agg[agg["split"] == "test"], family="b", severity="all")
+    assert test_only["chosen_on"] == "test" and test_only["weak_label"] == "expert w2"
+    two = pd.concat([agg, _agg([("a", "expert", "z", sp, "all", 9.0, .99)
+                                for sp in ("val", "test")])], ignore_index=True)
+    assert reference_models(two, family="b", severity="all")["ref_cost"] == 5.0
+
+
+def test_frontier_and_lift_tables_order_index_and_empty():
+    rows = [(f, m, v, "test", sev, c, a) for f in ("b", "a") for sev in ("severe", "all")
+            for m, v, c, a in (("expert", "x", 1.0, .5), ("expert", "y", 3.0, .9),
+                               ("random", "r", 2.0, .8))]
+    rows += [("c", "random", "r", "test", "all", 2.0, .8)]          # no single models
+    agg = _agg(rows)
+    front = frontier_table(agg)
+    assert list(zip(front["family"], front["severity"]))[::3] == [
+        ("a", "all"), ("a", "severe"), ("b", "all"), ("b", "severe"), ("c", "all")]
+    assert front.index.tolist() == list(range(len(front)))
+    lift = lift_table(agg)
+    assert list(zip(lift["family"], lift["severity"])) == [
+        ("a", "all"), ("a", "severe"), ("b", "all"), ("b", "severe")]
+    assert lift.index.tolist() == [0, 1, 2, 3]
+    assert lift["lift"].tolist() == pytest.approx([.1] * 4)        # H(2) = 0.7
+    assert frontier_table(agg.iloc[:0]).empty and lift_table(agg.iloc[:0]).empty

@@ -131,3 +131,29 @@ def test_score_points_and_scores_table():
     assert row["weak"] == "exit exit1" and row["strong"] == "exit exit4"
     assert set(table["method"]) == {"exit", "random", "branchynet", "em_router", "oracle",
                                     "all deployable"}
+
+
+def test_scores_table_rows_per_family_severity_and_method():
+    """Two families (b has no single model: skipped), two severities, an oracle kept out of
+    'all deployable'; n_configs counts each group's configurations."""
+    from tests.test_analysis_frontier import _agg
+    rows = [(f, m, v, "test", sev, c, a) for f in ("c", "a") for sev in ("severe", "all")
+            for m, v, c, a in (("expert", "x", 1.0, .5), ("expert", "y", 3.0, .9 if
+                                                              sev == "all" else .6),
+                               ("random", "r1", 2.0, .6), ("random", "r2", 2.5, .7),
+                               ("oracle", None, 1.5, .99))]
+    rows += [("b", "random", "r", "test", "all", 2.0, .8)]
+    table = scores_table(_agg(rows))
+    assert list(table.columns[:6]) == ["family", "severity", "method", "n_configs", "weak",
+                                       "strong"]
+    keys = list(dict.fromkeys(zip(table["family"], table["severity"])))
+    assert keys == [("a", "all"), ("a", "severe"), ("c", "all"), ("c", "severe")]
+    a_all = table[(table["family"] == "a") & (table["severity"] == "all")].set_index("method")
+    assert a_all["n_configs"].to_dict() == {"expert": 2, "oracle": 1, "random": 2,
+                                            "all deployable": 4}
+    assert a_all.loc["all deployable", "hypervolume"] < a_all.loc["oracle", "hypervolume"]
+    severe = table[(table["family"] == "a") & (table["severity"] == "severe")]
+    assert set(severe["strong"]) == {"expert y"} and set(severe["weak"]) == {"expert x"}
+    assert severe.set_index("method").loc["expert", "aiq"] == pytest.approx(0.55)
+    # the severe level's own reference: y (3, 0.6) recovers the whole x -> y gap there
+    assert severe.set_index("method").loc["expert", "cpt50"] == 3.0

@@ -173,3 +173,25 @@ def test_means_equal_but_for_summation_order_are_ties():
                           "accuracy": [0.1 + 0.2, 0.3, 0.5, 0.5], "cost": [0.5, 0.5, 0.5, 0.5]})
     assert sorted(val_frontier(frame)) == ["a", "b"]
     assert best_on_val(frame) == ["a"]                  # the tie goes to the first setting id
+
+
+def test_costs_equal_but_for_summation_order_are_ties_too():
+    frame = pd.DataFrame({"family": "exits", "method": "em_router", "setting_id": ["a", "b"] * 2,
+                          "split": ["val", "val", "test", "test"], "severity": "all",
+                          "accuracy": [0.5] * 4, "cost": [0.1 + 0.2, 0.3, 0.3, 0.3]})
+    assert sorted(val_frontier(frame)) == ["a", "b"]
+
+
+def test_best_on_val_keeps_a_group_whose_key_is_missing():
+    frame = pd.DataFrame({"setting_id": ["a", "b", "a", "b"], "lam": [None, 1.0] * 2,
+                          "split": ["val", "val", "test", "test"], "severity": "all",
+                          "accuracy": [0.5, 0.6, 0.5, 0.6], "cost": [1.0] * 4})
+    assert sorted(best_on_val(frame, by=["lam"])) == ["a", "b"]
+
+
+def test_full_cost_by_unit():
+    frame = pd.DataFrame({"method": ["exit", "exit", "em_router", "expert"],
+                          "cost": [0.5, 2.0, 9.0, None]})
+    assert full_cost(frame, cost_unit="compute") == 1.0      # a fraction of compute: 1
+    assert full_cost(frame, cost_unit="ms") == 2.0           # the costliest single model
+    assert full_cost(frame[frame["method"] == "em_router"], cost_unit="ms") is None

@@ -169,3 +169,110 @@ def test_the_summary_and_the_report_show_it_in_percent():
     assert (first["Severity"], first["Router acc (%)"], first["Ref acc (%)"]) == (
         "overall", "87.50", "62.50")
     assert first["at cost"] == "2.00 ms" and first["Lift (pp) [95% CI]"].startswith("+25.00 [")
+
+
+def test_no_negative_zero_anywhere():
+    from analysis.markup import fmt_num
+    from analysis.summary import _signed
+    assert _signed(-0.00001) == "+0.00" and _signed(-0.0483) == "-4.83"
+    assert fmt_num(-0.00001, 2, scale=100.0) == "0.00" and fmt_num(-0.5, 2) == "-0.50"
+    assert fmt_num(-10.0, 1) == "-10.0"
+
+
+# --- edges and contracts (each assertion pins a rule a mutant of analysis/verdict.py breaks) --
+
+def test_mixture_at_a_setting_is_that_setting_alone():
+    assert mixture([1, 3, 5], 1) == [(0, 1.0)] and mixture([1, 3, 5], 5) == [(2, 1.0)]
+    assert mixture([1, 3, 5], 3) == [(1, 1.0), (2, 0.0)]     # costs[j-1] <= at < costs[j]
+
+
+def test_lift_test_without_an_interval_keeps_every_key():
+    assert lift_test([0.3]) == pytest.approx({
+        "lift": 0.3, "lift_lo": np.nan, "lift_hi": np.nan, "pvalue": np.nan,
+        "ci_method": "none"}, nan_ok=True)
+    assert np.isnan(lift_test([])["lift"])
+    wide, narrow = lift_test([0.1, 0.2, 0.3]), lift_test([0.1, 0.2, 0.3], confidence=0.9)
+    assert narrow["lift_hi"] - 0.2 == pytest.approx(
+        stats.t.ppf(0.95, 2) * np.sqrt(0.01 / 3)) and narrow["lift_hi"] < wide["lift_hi"]
+
+
+def test_seed_pairing_and_names():
+    from analysis.verdict import _seed_run
+    assert _seed_run({0: "a", 1: "b"}, 1) == "b" and _seed_run({1: "b", 2: "c"}, 0) == "b"
+    v = _verdict()
+    assert list(v.columns) == COLUMNS_ORDER
+    assert set(v["family"]) == {"f"} and set(v["router"]) == {"gater"}
+    assert set(v["cost_unit"]) == {"ms"}
+    assert v.loc[v["versus"] == STATIC, "reference"].iloc[0] == "hull of expert a, expert b"
+    assert v.loc[v["versus"] == "cascade", "reference"].iloc[0] == \
+        "cascade, 2 thresholds of its val frontier"
+    narrow = _verdict_conf(0.9)
+    assert (narrow["lift_hi"] - narrow["lift"] < v["lift_hi"] - v["lift"]).all()
+
+
+COLUMNS_ORDER = ["family", "router", "severity", "versus", "reference", "points", "cost_unit",
+                 "cost_lo", "cost_hi", "accuracy", "reference_accuracy", "lift", "lift_lo",
+                 "lift_hi", "pvalue", "qvalue", "n_seeds", "ci_method", "verdict"]
+
+
+def _verdict_conf(confidence):
+    points, decisions = _frames()
+    return verdict_table(seed_means(points), points, decisions, severities=["clean"],
+                         confidence=confidence)
+
+
+def test_each_seed_meets_the_reference_run_of_its_own_seed():
+    """B gets a seed-1 run that is right on sample 3 (1,1,1,1): seed 1 of the router is
+    compared with it, seed 0 with B's seed 0: lifts 0,½,−½,½ and 0,½,½,0 -> 0.1875."""
+    runs = RUNS + [("expert", None, None, "test", 1, 3.0, (1, 1, 1, 1))]
+    v = _verdict(runs)
+    row = v[(v["severity"] == "all") & (v["versus"] == STATIC)].iloc[0]
+    assert row["lift"] == pytest.approx(0.1875)
+
+
+def test_two_points_two_families_and_a_variant():
+    """Family g is f again under another name, with a second router point (λ = 0.7, val
+    cost 2.5, val 100 %: on the val frontier) and a 'weighted' variant of λ = 0.5."""
+    extra = [("gater", 0.7, None, "val", 0, 2.5, (1, 1, 1, 1)),
+             ("gater", 0.7, None, "val", 1, 2.5, (1, 1, 1, 1)),
+             ("gater", 0.7, None, "test", 0, 2.5, (1, 1, 1, 1)),
+             ("gater", 0.7, None, "test", 1, 2.5, (0, 1, 1, 1))]
+    points, decisions = _frames(RUNS + extra)
+    other = points.assign(family="g", point_id="g" + points["point_id"])
+    weighted = points[points["method"] == "gater"].assign(variant="weighted",
+                                                          point_id=lambda f: "w" + f["point_id"])
+    decisions = pd.concat([decisions, decisions.assign(point_id="g" + decisions["point_id"]),
+                           decisions.assign(point_id="w" + decisions["point_id"])])
+    points = pd.concat([points, other, weighted], ignore_index=True)
+    v = verdict_table(seed_means(points), points, decisions, severities=["clean"],
+                      families=["g", "f"])
+    assert list(dict.fromkeys(v["family"])) == ["g", "f"]
+    assert list(dict.fromkeys(v.loc[v["family"] == "f", "router"])) == [
+        "gater", "gater weighted"]
+    row = v[(v["family"] == "f") & (v["router"] == "gater") & (v["severity"] == "all")
+            & (v["versus"] == STATIC)].iloc[0]
+    # λ=0.7 at cost 2.5: ¼A + ¾B = 1, ¾, ¾, ¼ (68.75 %); its lifts 0,¼,¼,¾ and −1,¼,¼,¾;
+    # averaged with λ=0.5's per sample and seed: 0, ⅜, −⅛, ⅝ and −½, ⅜, ⅜, ⅝: 0.21875
+    assert row["points"] == 2 and (row["cost_lo"], row["cost_hi"]) == (2.0, 2.5)
+    assert row["lift"] == pytest.approx(0.21875)
+
+
+def test_a_router_without_per_sample_decisions_gets_no_test():
+    points, decisions = _frames()
+    gater = set(points.loc[points["method"] == "gater", "point_id"])
+    v = verdict_table(seed_means(points), points,
+                      decisions[~decisions["point_id"].isin(gater)], severities=["clean"])
+    assert v["n_seeds"].eq(0).all() and v["lift"].isna().all()
+    assert v["verdict"].str.startswith("no test").all()
+    none = verdict_table(seed_means(points[points["method"] != "gater"]),
+                         points[points["method"] != "gater"], decisions)
+    assert none.empty and list(none.columns) == COLUMNS_ORDER
+
+
+def test_significance_boundary_and_a_zero_lift():
+    from analysis.verdict import COLUMNS, _with_verdict
+    frame = pd.DataFrame({c: [None] * 3 for c in COLUMNS if c not in ("qvalue", "verdict")})
+    frame["pvalue"], frame["lift"] = [0.05, 0.05, 0.05], [0.1, 0.0, -0.1]
+    out = _with_verdict(frame)                                # q = 0.05: still significant
+    assert list(out["verdict"]) == ["router better", "no significant difference",
+                                    "reference better"]
