@@ -1,5 +1,6 @@
-"""The report's "Run metadata" section: run status and times, hardware (CPU / GPU model),
-package versions, timings, dataset, the measured costs and the resolved configuration.
+"""The report's "Run metadata" section: run status and times, the code's git commit, hardware
+(CPU / GPU model), package versions, timings, dataset, the measured costs and the resolved
+configuration.
 
 Numbers are rounded for reading (`rounded`: 4 significant digits, e.g. 3.692 ms, not
 3.6918734312057495); the resolved configuration is shown as written. Every string is escaped.
@@ -68,7 +69,7 @@ def metadata_html(manifest: dict) -> str:
     run = {k: m.get(k) for k in ("routesweep_version", "status", "config_name", "created",
                                  "finished") if k in m}
     small = [section(title, kv(m.get(key) if key else run), level=3)
-             for title, key in (("Run", None), ("Hardware", "hardware"),
+             for title, key in (("Run", None), ("Code", "code"), ("Hardware", "hardware"),
                                 ("Package versions", "versions"), ("Timings (s)", "timings"),
                                 ("Dataset", "dataset"))]
     parts = ['<div class="meta-grid">' + "".join(f"<div>{x}</div>" for x in small) + "</div>",

@@ -21,6 +21,7 @@ from sweep.results import assemble, outdir
 from sweep.results import manifest as M
 from sweep.results import tables as results
 from sweep.tuning import cluster, remote, storage, trust
+from sweep.tuning.tracking import tracking_callbacks
 from sweep.tuning import tuner as T
 
 
@@ -134,7 +135,7 @@ def _sweep(cfg, store, costs, *, plan, timings, out) -> list[dict]:
     ledger = trust.Ledger(out, mirror=plan.results)
     tuner = T.make_tuner(cfg, shared_store(store, cfg), T.trial_settings(cfg, costs), costs,
                          storage_path=plan.tune_storage, name=plan.name,
-                         callbacks=[trust.Recorder()])
+                         callbacks=[trust.Recorder(), *tracking_callbacks(cfg, out)])
     ledger.record_stored(plan.experiment, names=(trust.TUNER,))     # Tuner() just wrote it
     trials = T.collect(fit(tuner, ledger))
     timings["sweep_s"] = time.perf_counter() - t0

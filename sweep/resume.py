@@ -60,6 +60,7 @@ from sweep.store import io as store_io
 from sweep.store.build import merge_parts
 from sweep.store.mirror import pull_part
 from sweep.tuning import cluster, remote, storage, trust
+from sweep.tuning.tracking import tracking_callbacks
 from sweep.tuning import tuner as T
 
 
@@ -157,7 +158,7 @@ def _sweep(cfg, store, costs, plan, *, saved: bool, results_dir: str):
         ledger = trust.Ledger(results_dir, mirror=plan.results)
         tuner = T.make_tuner(cfg, shared, T.trial_settings(cfg, costs), costs,
                              storage_path=plan.tune_storage, name=plan.name,
-                             callbacks=[trust.Recorder()])
+                             callbacks=[trust.Recorder(), *tracking_callbacks(cfg, results_dir)])
         ledger.record_stored(plan.experiment, names=(trust.TUNER,))
     grid = pipeline.fit(tuner, ledger)
     return T.collect(grid), _settings_costs(grid) or costs

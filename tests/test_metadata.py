@@ -25,3 +25,19 @@ def test_metadata_names_the_cpu_model_and_escapes(tmp_path):
         "deit": {"latency_ms": 5.66734}}}, "status": "complete"})
     assert "&lt;b&gt;cpu&lt;/b&gt;" in page and "<b>cpu" not in page
     assert "5.667" in page and "5.66734" not in page
+
+
+def test_the_manifest_records_the_code_version(tmp_path):
+    import subprocess
+    from sweep.results.manifest import NOT_GIT, code_version
+    assert code_version(tmp_path) == {"git_commit": NOT_GIT, "git_dirty": None}
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run(git + ["add", "a.py"], check=True)
+    subprocess.run(git + ["commit", "-qm", "a"], check=True)
+    sha = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert code_version(tmp_path) == {"git_commit": sha.strip(), "git_dirty": False}
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_version(tmp_path)["git_dirty"] is True
+    assert "Code" in metadata_html({"code": {"git_commit": sha.strip()}})

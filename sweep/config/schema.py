@@ -61,6 +61,11 @@ class ExpertsConfig:
     max_epochs: int | None = None        # caps every expert's epochs (--smoke-test uses 1)
 
 
+# sweep.callbacks: tracker -> the package it needs (checked before any compute; exit 2 if it is
+# not installed). MLflow logs to RESULTS/mlruns and W&B offline to RESULTS/wandb: no server.
+TRACKERS = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     cpus_per_trial: float = 1.0
@@ -71,6 +76,8 @@ class SweepConfig:
     storage_path: str | None = None      # Tune state; default OUT/tune
     cascade_thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(10, 21))
     max_grid_trials: int = 5000          # refuse a grid with more trials (a typo guard)
+    callbacks: tuple[str, ...] = ()      # experiment trackers (TRACKERS) fed by Tune's own
+                                         # logger callbacks: tensorboard, mlflow, wandb
     tune_verbose: int = 0                # Tune's console: 0 (default) off, routesweep's one
                                          # live line instead (sweep/console.py); 1 status
                                          # table + each trial's config and final result (what

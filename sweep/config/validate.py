@@ -10,6 +10,7 @@ loaded data (every class in the training split) before any training.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from sweep import families
 from sweep.config.experts import resolved_expert_dicts
-from sweep.config.schema import DATASETS, SCALARS, SEVERITIES
+from sweep.config.schema import DATASETS, SCALARS, SEVERITIES, TRACKERS
 from sweep.errors import UserError, user_errors
 from sweep.errors import require as _check
 from sweep.rules import (COUNT, FRACTION, NONNEG, POS, SEED, SIZE, Choice, Flag, Grid, Later,
@@ -42,7 +43,8 @@ RULES = {
     "sweep.max_failures": Num(-1), "sweep.max_concurrent": NONNEG,
     "sweep.address": Text(optional=True), "sweep.storage_path": Text(optional=True),
     "sweep.cascade_thresholds": Grid(FRACTION), "sweep.tune_verbose": Choice((0, 1, 2)),
-    "sweep.max_grid_trials": COUNT,
+    "sweep.max_grid_trials": COUNT, "sweep.callbacks": Grid(Choice(tuple(TRACKERS)),
+                                                            empty_ok=True),
 }
 
 
@@ -123,6 +125,14 @@ def validate_experts(cfg) -> None:
                f"{0 if lat is None else len(lat)}")
 
 
+def validate_trackers(sw) -> None:
+    """Each tracker in sweep.callbacks needs its package (TRACKERS), found without importing."""
+    for name in sw.callbacks:
+        _check(importlib.util.find_spec(TRACKERS[name]) is not None,
+               f"sweep.callbacks has {name!r} but its package {TRACKERS[name]!r} is not "
+               f"installed (pip install {TRACKERS[name]})")
+
+
 def validate_sweep(sw) -> None:
     # Ray: a fraction of a GPU is up to 1; more than one GPU must be a whole number
     g = sw.gpus_per_trial
@@ -158,6 +168,7 @@ def validate(cfg) -> None:
     for f in families.enabled(cfg):
         f.check(f.section_of(cfg))
     validate_sweep(cfg.sweep)
+    validate_trackers(cfg.sweep)
     validate_grid(cfg)
 
 

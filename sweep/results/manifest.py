@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import platform
+import subprocess
 
 import psutil
 import torch
@@ -24,6 +25,26 @@ from sweep.tuning import storage
 
 SCHEMA_VERSION = 2
 VERSION = "0.1.0"
+
+
+NOT_GIT = "not a git checkout"
+
+
+def code_version(root=None) -> dict:
+    """The code this run ran: {"git_commit": sha or NOT_GIT, "git_dirty": uncommitted changes
+    to tracked files (None outside git)}; `root`: the checkout (default: routesweep's own)."""
+    root = root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    git = ["git", "-C", str(root)]
+    try:
+        sha = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        if sha.returncode != 0:
+            return {"git_commit": NOT_GIT, "git_dirty": None}
+        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": NOT_GIT, "git_dirty": None}
+    return {"git_commit": sha.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
 
 
 def versions() -> dict:
@@ -79,7 +100,7 @@ def new_manifest(cfg, *, created: str, device: str, store: dict, costs: dict, da
     return {"routesweep_version": VERSION, "schema_version": SCHEMA_VERSION,
             "status": "running", "created": created, "config_name": cfg.name,
             "config": to_dict(cfg), "families": family_block(families.enabled(cfg)),
-            "versions": versions(), "hardware": hardware(device),
+            "versions": versions(), "code": code_version(), "hardware": hardware(device),
             "costs": cost_manifest(cfg, store["meta"], costs),
             "dataset": {**data_info, "severities": list(cfg.data.severities),
                         "corruption_levels": corruption_levels(cfg),
