@@ -195,3 +195,11 @@ def test_full_cost_by_unit():
     assert full_cost(frame, cost_unit="compute") == 1.0      # a fraction of compute: 1
     assert full_cost(frame, cost_unit="ms") == 2.0           # the costliest single model
     assert full_cost(frame[frame["method"] == "em_router"], cost_unit="ms") is None
+
+
+def test_a_budget_fits_within_its_tolerance():
+    from analysis.selection import _TOL
+    frame = pd.DataFrame({"setting_id": ["a", "b"] * 2, "split": ["val", "val", "test", "test"],
+                          "severity": "all", "accuracy": [0.9, 0.5, 0.9, 0.5],
+                          "cost": [0.5 + _TOL, 0.2, 0.5, 0.2]})
+    assert at_budgets(frame, [0.5, 0.5 - _TOL]) == ["a", "b"]
