@@ -76,7 +76,7 @@ def _pct(v) -> str:
 
 
 def _pts(v) -> str:
-    return "–" if pd.isna(v) else f"{100 * v:+.1f} pts"
+    return "–" if pd.isna(v) else f"{round(100 * v, 1) + 0.0:+.1f} pts"   # never "-0.0"
 
 
 def _cost(v) -> str:

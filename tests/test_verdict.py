@@ -276,3 +276,5 @@ def test_significance_boundary_and_a_zero_lift():
     out = _with_verdict(frame)                                # q = 0.05: still significant
     assert list(out["verdict"]) == ["router better", "no significant difference",
                                     "reference better"]
+    from analysis.m_step import _pts
+    assert _pts(-0.0001) == "+0.0 pts" and _pts(-0.002) == "-0.2 pts"
