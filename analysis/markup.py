@@ -153,8 +153,8 @@ def _pp(value) -> str:
 
 
 def _cost_range(lo, hi, unit) -> str:
-    spec = UNITS.get(unit, DEFAULT_UNITS)["cost_digits"] if unit != "ms" else 2
-    lo, hi = fmt_num(lo, spec), fmt_num(hi, spec)
+    """'1.55–3.92 ms' / '0.28–0.93 of full' (2 decimals: a range, not a measurement)."""
+    lo, hi = fmt_num(lo, 2), fmt_num(hi, 2)
     return (lo if lo == hi else f"{lo}–{hi}") + (" ms" if unit == "ms" else " of full")
 
 
