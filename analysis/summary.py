@@ -87,7 +87,7 @@ def best_per_lam(means: pd.DataFrame, points: pd.DataFrame, routes: pd.DataFrame
         return rows
     rows = _with_shares(rows, points, routes)
     rows = rows.assign(severity=pd.Categorical(rows["severity"], ["all", *severities]))
-    keep = ["severity", "lam", "tau", "threshold", "accuracy", "cost"] + [
+    keep = ["severity", "variant", "lam", "tau", "threshold", "accuracy", "cost"] + [
         c for c in rows.columns if c.startswith("% ")]
     out = rows.sort_values(["severity", "lam"])[keep]
     return out.dropna(axis=1, how="all")
@@ -111,7 +111,7 @@ def at_budget_table(means: pd.DataFrame, *, family, method, severities, cost_uni
         row = {"budget": f"{b:.0%}", "budget_cost": b * full}
         if sid is not None:
             v = val.loc[sid]
-            row.update(lam=v["lam"], tau=v["tau"], threshold=v["threshold"],
+            row.update(variant=v["variant"], lam=v["lam"], tau=v["tau"], threshold=v["threshold"],
                        val_accuracy=v["accuracy"], val_cost=v["cost"])
             for sev in ["all", *severities]:
                 if (sid, sev) in test.index:

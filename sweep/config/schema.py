@@ -76,6 +76,8 @@ class SweepConfig:
     storage_path: str | None = None      # Tune state; default OUT/tune
     cascade_thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(10, 21))
     max_grid_trials: int = 5000          # refuse a grid with more trials (a typo guard)
+    axes: dict = field(default_factory=dict)   # {"<section>.<field>": [values]}: more grid
+                                         # axes (sweep/families/axes.py)
     callbacks: tuple[str, ...] = ()      # experiment trackers (TRACKERS) fed by Tune's own
                                          # logger callbacks: tensorboard, mlflow, wandb
     tune_verbose: int = 0                # Tune's console: 0 (default) off, routesweep's one

@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from sweep import families
+from sweep.families import axes as AX
 from sweep.config.experts import resolved_expert_dicts
 from sweep.config.schema import DATASETS, SCALARS, SEVERITIES, TRACKERS
 from sweep.errors import UserError, user_errors
@@ -43,7 +44,7 @@ RULES = {
     "sweep.max_failures": Num(-1), "sweep.max_concurrent": NONNEG,
     "sweep.address": Text(optional=True), "sweep.storage_path": Text(optional=True),
     "sweep.cascade_thresholds": Grid(FRACTION), "sweep.tune_verbose": Choice((0, 1, 2)),
-    "sweep.max_grid_trials": COUNT, "sweep.callbacks": Grid(Choice(tuple(TRACKERS)),
+    "sweep.max_grid_trials": COUNT, "sweep.axes": Later("validate_axes"), "sweep.callbacks": Grid(Choice(tuple(TRACKERS)),
                                                             empty_ok=True),
 }
 
@@ -125,6 +126,19 @@ def validate_experts(cfg) -> None:
                f"{0 if lat is None else len(lat)}")
 
 
+def validate_axes(cfg) -> None:
+    """sweep.axes: each key an axis field (Family.axes) of an enabled family's section, each
+    value list non-empty, without repeats, every value passing that field's rule."""
+    by_section = {f.section: f for f in families.enabled(cfg)}
+    for key, values in AX.flat(cfg.sweep.axes).items():
+        section, _, name = key.partition(".")
+        fam = by_section.get(section)
+        _check(fam is not None and name in fam.axes,
+               f"sweep.axes has {key!r}: an axis must be one of " + ", ".join(
+                   f"{f.section}.{a}" for f in by_section.values() for a in f.axes))
+        Grid(fam.rules[name]).check(f"sweep.axes.{key}", values)
+
+
 def validate_trackers(sw) -> None:
     """Each tracker in sweep.callbacks needs its package (TRACKERS), found without importing."""
     for name in sw.callbacks:
@@ -168,6 +182,7 @@ def validate(cfg) -> None:
     for f in families.enabled(cfg):
         f.check(f.section_of(cfg))
     validate_sweep(cfg.sweep)
+    validate_axes(cfg)
     validate_trackers(cfg.sweep)
     validate_grid(cfg)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sweep.families import axes as AX
 from sweep.families.family import Family, Words, register
 from sweep.families.rows import (SPLITS, add_cost_matched_random, add_threshold_method,
                                  base_meta, correct_targets, trial_meta, val_curve)
@@ -168,7 +169,8 @@ def assemble(family, tables, store, trials, costs, cfg) -> None:
 def _em_router(tables, trials, *, base, method, c, correct, names, thresholds) -> None:
     """EM trials; per (λ, τ, variant) the test thresholds are the Pareto-optimal ones of the
     seed-averaged val curve, so every seed reports the same thresholds (seed statistics work)."""
-    setting = lambda t: (t["lam"], t["tau"], t.get("variant"))         # the M-step is a variant
+    setting = lambda t: (t["lam"], t["tau"], t.get("variant"),         # the M-step is a variant
+                         AX.label(t.get("axes") or {}))                   # sweep.axes: another
     ok = [t for t in trials if t["status"] == "ok"]
     routes = {id(t): {s: t["decisions"][f"{s}_target"].astype(np.int64) for s in SPLITS}
               for t in ok}
@@ -194,4 +196,6 @@ FAMILY = register(Family(
                 title="Exit family — EM router over a multi-exit backbone "
                       "(cost: fraction of full compute)"),
     store_part="exits", costs=exit_costs, settings=settings, trial=trial, assemble=assemble,
-    lam_range=EM.LAM_RANGE, rules=RULES, cost_manifest=cost_manifest, variants=variants))
+    lam_range=EM.LAM_RANGE, rules=RULES, cost_manifest=cost_manifest, variants=variants,
+    axes=("em_iters", "em_tol", "router_hidden", "router_epochs", "router_lr",
+          "router_batch_size")))

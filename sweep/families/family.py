@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
+from sweep.families import axes as AX
 from sweep.rules import POS, SEED, Flag, Grid, Num
 
 # Keys of the config that are not family sections (a family may not take them).
@@ -69,6 +70,8 @@ class Family:
     cost_manifest: Callable | None = None   # (cfg, meta, costs) -> manifest["costs"] entries
     variants: Callable = _one_variant   # (cfg) -> variants its grid sweeps (None = the method
                                         # as is); a point's "variant" is its rows' `variant`
+    axes: tuple = ()                    # fields of its section `sweep.axes` may sweep: those
+                                        # its trials read from `settings` (sweep/families/axes.py)
 
     def section_of(self, cfg):
         return getattr(cfg, self.section)
@@ -84,13 +87,14 @@ class Family:
                 "seeds": Grid(SEED), **self.rules}
 
     def grid(self, cfg) -> list[dict]:
-        """Its grid points {family, lam, tau, seed} (+ "variant" where `variants` names one),
-        λ fastest, then τ, then seed, then variant."""
+        """Its grid points {family, lam, tau, seed} (+ "variant" where `variants` names one,
+        + "axes" {dotted key: value} where `sweep.axes` sweeps its fields), λ fastest, then τ,
+        then seed, then variant, then the axes' combination."""
         sec = self.section_of(cfg)
         return [{"family": self.name, "lam": float(lam), "tau": float(tau), "seed": int(seed),
-                 **({} if v is None else {"variant": v})}
-                for v in self.variants(cfg) for seed in sec.seeds for tau in sec.taus
-                for lam in sec.lams]
+                 **({} if v is None else {"variant": v}), **({"axes": c} if c else {})}
+                for c in AX.combos(cfg.sweep.axes, self.section) for v in self.variants(cfg)
+                for seed in sec.seeds for tau in sec.taus for lam in sec.lams]
 
     def describe(self) -> dict:
         """The family as manifest.json records it (and analysis/ reads it)."""

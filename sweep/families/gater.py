@@ -195,4 +195,5 @@ FAMILY = register(Family(
                 title="Expert family — gater over frozen experts (cost: latency, ms)"),
     store_part="experts", costs=expert_costs, settings=settings, trial=trial, assemble=assemble,
     lam_range=G.LAM_RANGE, rules=RULES, preflight=preflight, extras=extras,
-    cost_manifest=cost_manifest))
+    cost_manifest=cost_manifest,
+    axes=("lr", "batch_size", "epochs", "ce_scale", "embed_dim", "eval_route", "precision")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sweep.families import axes as AX
 from trainers import baselines as B
 
 SPLITS = ("val", "test")
@@ -52,9 +53,13 @@ def add_threshold_method(tables, *, meta, routes: dict, costs: dict, correct: di
 
 
 def trial_meta(tables, t, *, base, method) -> dict | None:
-    """A trial's row metadata; a failed trial gets its failed row here and None back."""
+    """A trial's row metadata; a failed trial gets its failed row here and None back. A point
+    of `sweep.axes` adds one column per axis (its dotted key) and its combination to
+    `variant` (after the family's own variant, e.g. "weighted router_lr=0.01")."""
+    combo = t.get("axes") or {}
+    variant = " ".join(v for v in (t.get("variant"), AX.label(combo)) if v) or None
     meta = {**base, "method": method, "trial_id": t["trial_id"], "seed": t["seed"],
-            "lam": t["lam"], "tau": t["tau"], "variant": t.get("variant")}
+            "lam": t["lam"], "tau": t["tau"], "variant": variant, **combo}
     if t["status"] != "ok":
         tables.add_failed(meta={**meta, "error": t["error"]})
         return None

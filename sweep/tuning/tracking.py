@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import os
 
+from ray.air.integrations.mlflow import MLflowLoggerCallback   # imports mlflow only when used
+from ray.air.integrations.wandb import WandbLoggerCallback     # ditto wandb
+from ray.tune.logger import TBXLoggerCallback
+
 
 def _tensorboard(cfg, out_dir: str):
-    from ray.tune.logger import TBXLoggerCallback
     return TBXLoggerCallback()
 
 
 def _mlflow(cfg, out_dir: str):
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
     uri = "file://" + os.path.abspath(os.path.join(out_dir, "mlruns"))
     return MLflowLoggerCallback(tracking_uri=uri, experiment_name=cfg.name, save_artifact=False)
 
 
 def _wandb(cfg, out_dir: str):
-    from ray.air.integrations.wandb import WandbLoggerCallback
     return WandbLoggerCallback(project=cfg.name, mode="offline", dir=os.path.abspath(out_dir),
                                log_config=False)
 

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from ray import tune
 
+from sweep.families import axes as AX
+
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 
@@ -85,4 +87,6 @@ def router_trial(config: dict, store: dict, trials: dict) -> None:
     """The one Tune trainable: `trials` maps each family to its trial function."""
     s, point = config["settings"], config["point"]
     torch.set_num_threads(max(1, int(s.get("cpus_per_trial", 1))))
-    trials[point["family"]](point, s[point["family"]], store, Session(s))
+    own = s["axes"][point["family"]][AX.label(point["axes"])] if point.get("axes") \
+        else s[point["family"]]        # a point of sweep.axes: settings of its combination
+    trials[point["family"]](point, own, store, Session(s))

@@ -14,6 +14,7 @@ import numpy as np
 from ray import tune
 
 from sweep import console, families
+from sweep.families import axes as AX
 from sweep.tuning.progress import Progress
 from sweep.tuning.trials import router_trial as _router_trial
 
@@ -23,10 +24,16 @@ def grid_points(cfg) -> list[dict]:
 
 
 def trial_settings(cfg, costs: dict) -> dict:
-    """What trials need besides the store: resources and, per family, its settings."""
-    sw = cfg.sweep
-    return {"cpus_per_trial": sw.cpus_per_trial, "gpus_per_trial": sw.gpus_per_trial,
-            **{f.name: f.settings(cfg, costs[f.name]) for f in families.enabled(cfg)}}
+    """What trials need besides the store: resources and, per family, its settings; with
+    `sweep.axes`, also per family and combination of its axes the settings computed from the
+    config with those values ("axes": {family: {AX.label(combo): settings}})."""
+    sw, fams = cfg.sweep, families.enabled(cfg)
+    out = {"cpus_per_trial": sw.cpus_per_trial, "gpus_per_trial": sw.gpus_per_trial,
+           **{f.name: f.settings(cfg, costs[f.name]) for f in fams}}
+    by_axes = {f.name: {AX.label(c): f.settings(AX.apply(cfg, c), costs[f.name])
+                        for c in AX.combos(sw.axes, f.section) if c} for f in fams}
+    by_axes = {name: per for name, per in by_axes.items() if per}
+    return {**out, "axes": by_axes} if by_axes else out
 
 
 def trial_name(trial) -> str:
@@ -38,6 +45,7 @@ def trial_name(trial) -> str:
     except KeyError:
         kind = p["family"]
     kind += f"_{p['variant']}" if p.get("variant") else ""
+    kind += "_" + AX.label(p["axes"]).replace(" ", "_") if p.get("axes") else ""
     return f"{kind}_lam{p['lam']:g}_tau{p['tau']:g}_s{p['seed']}_{trial.trial_id[-5:]}"
 
 
