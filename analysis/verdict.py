@@ -12,7 +12,8 @@ baseline, at matched cost? One row per family, router and severity and each of (
 * **Strongest baseline**: the threshold baseline (a non-learned, non-single method with val
   rows) whose val frontier has the largest normalised hypervolume on val.
 * **Lift**, paired per test sample: d_k[s, i] = correct of point k's seed s on sample i minus
-  w·correct_A + (1 − w)·correct_B (the references' run of the same seed, else their lowest seed).
+  w·correct_A + (1 − w)·correct_B (the references' run of the same seed, else their lowest
+  seed).
   The verdict's lift is d averaged over the K points (d̄[s, i]): the mean lift along the
   router's frontier. `accuracy` and `reference_accuracy` are the two sides' means over the same
   seeds (those every point has) and samples, so lift = accuracy − reference_accuracy.
@@ -27,19 +28,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.frontier import SINGLE_METHODS, is_learned, select, upper_hull
+from analysis.frontier import NOT_DEPLOYABLE, SINGLE_METHODS, is_learned, select, upper_hull
 from analysis.intervals import (NONE, SEEDS, TWO_WAY, crossed_variance, decision_units,
                                 half_width, seed_variance)
 from analysis.scores import normalised_hypervolume
 from analysis.selection import candidates, val_frontier
-from analysis.stats import CONFIG, setting_ids
+from analysis.stats import setting_ids
 
 ALPHA = 0.05
 STATIC = "static mixing"
-NOT_BASELINES = (*SINGLE_METHODS, "oracle", "random")
+NOT_BASELINES = (*SINGLE_METHODS, *NOT_DEPLOYABLE, "random")   # not a threshold baseline
 COLUMNS = ["family", "router", "severity", "versus", "reference", "points", "cost_unit",
-           "cost_lo", "cost_hi", "accuracy", "reference_accuracy", "lift", "lift_lo", "lift_hi", "pvalue",
-           "qvalue", "n_seeds", "ci_method", "verdict"]
+           "cost_lo", "cost_hi", "accuracy", "reference_accuracy", "lift", "lift_lo",
+           "lift_hi", "pvalue", "qvalue", "n_seeds", "ci_method", "verdict"]
 
 
 def mixture(costs, at: float) -> list:

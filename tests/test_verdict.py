@@ -251,8 +251,8 @@ def test_two_points_two_families_and_a_variant():
         "gater", "gater weighted"]
     row = v[(v["family"] == "f") & (v["router"] == "gater") & (v["severity"] == "all")
             & (v["versus"] == STATIC)].iloc[0]
-    # λ=0.7 at cost 2.5: ¼A + ¾B = 1, ¾, ¾, ¼ (68.75 %); its lifts 0,¼,¼,¾ and −1,¼,¼,¾;
-    # averaged with λ=0.5's per sample and seed: 0, ⅜, −⅛, ⅝ and −½, ⅜, ⅜, ⅝: 0.21875
+    # λ=0.7 at cost 2.5: ¼A + ¾B = 1, ¾, ¾, ¼ (68.75 %); lifts 0,¼,¼,¾ and −1,¼,¼,¾;
+    # averaged with λ=0.5's per sample and seed: 0,⅜,−⅛,⅝ and −½,⅜,⅜,⅝: 0.21875
     assert row["points"] == 2 and (row["cost_lo"], row["cost_hi"]) == (2.0, 2.5)
     assert row["lift"] == pytest.approx(0.21875)
 

@@ -44,8 +44,8 @@ RULES = {
     "sweep.max_failures": Num(-1), "sweep.max_concurrent": NONNEG,
     "sweep.address": Text(optional=True), "sweep.storage_path": Text(optional=True),
     "sweep.cascade_thresholds": Grid(FRACTION), "sweep.tune_verbose": Choice((0, 1, 2)),
-    "sweep.max_grid_trials": COUNT, "sweep.axes": Later("validate_axes"), "sweep.callbacks": Grid(Choice(tuple(TRACKERS)),
-                                                            empty_ok=True),
+    "sweep.max_grid_trials": COUNT, "sweep.axes": Later("validate_axes"),
+    "sweep.callbacks": Grid(Choice(tuple(TRACKERS)), empty_ok=True),
 }
 
 
