@@ -130,7 +130,7 @@ def shared_store(store: dict, cfg) -> dict:
 
 def _sweep(cfg, store, costs, *, plan, timings, out) -> list[dict]:
     t0 = time.perf_counter()
-    console.phase("sweep", f"{len(T.grid_points(cfg))} trials on Ray Tune"
+    console.phase("sweep", f"{T.planned(cfg)} on Ray Tune"
                   + (" (Tune's tables: --verbose)" if console.quiet(cfg) else ""))
     ledger = trust.Ledger(out, mirror=plan.results)
     tuner = T.make_tuner(cfg, shared_store(store, cfg), T.trial_settings(cfg, costs), costs,

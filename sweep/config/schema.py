@@ -76,6 +76,12 @@ class SweepConfig:
     storage_path: str | None = None      # Tune state; default OUT/tune
     cascade_thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(10, 21))
     max_grid_trials: int = 5000          # refuse a grid with more trials (a typo guard)
+    search: str = "grid"                 # grid | frontier: adaptive λ placement
+                                         # (sweep/tuning/frontier_plan.py)
+    max_trials: int = 0                  # frontier: trials per family (0: its grid's size)
+    coarse_lams: int = 3                 # frontier: λ values of the first, coarse pass
+    hv_tol: float = 1e-3                 # frontier: stop when the widest gap is at most this
+                                         # share of the val frontier's hypervolume
     axes: dict = field(default_factory=dict)   # {"<section>.<field>": [values]}: more grid
                                          # axes (sweep/families/axes.py)
     callbacks: tuple[str, ...] = ()      # experiment trackers (TRACKERS) fed by Tune's own

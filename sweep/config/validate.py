@@ -45,6 +45,8 @@ RULES = {
     "sweep.address": Text(optional=True), "sweep.storage_path": Text(optional=True),
     "sweep.cascade_thresholds": Grid(FRACTION), "sweep.tune_verbose": Choice((0, 1, 2)),
     "sweep.max_grid_trials": COUNT, "sweep.axes": Later("validate_axes"),
+    "sweep.search": Choice(("grid", "frontier")), "sweep.max_trials": NONNEG,
+    "sweep.coarse_lams": Num(2), "sweep.hv_tol": FRACTION,
     "sweep.callbacks": Grid(Choice(tuple(TRACKERS)), empty_ok=True),
 }
 

@@ -130,8 +130,17 @@ def trial(point: dict, s: dict, store: dict, session) -> None:
         halt = EM.halting_probs(res.routers, f, device=device)
         arrays[f"{k}_target"] = EM.routes_for_thresholds(halt, s["thresholds"]).astype(np.int8)
     session.report({"status": "ok", "epoch": len(res.history) + 1, "done_em": 1,
-                    "train_time_s": time.perf_counter() - t0},
+                    "train_time_s": time.perf_counter() - t0,
+                    "val_points": _val_points(store["val"], arrays["val_target"], s)},
                    {"routers": res.routers.state_dict()}, arrays)
+
+
+def _val_points(val: dict, routes, s: dict) -> list:
+    """[[val cost, val accuracy]] at every threshold: what `sweep.search: frontier` reads."""
+    costs = np.asarray(s["exit_costs"], float)
+    acc, cost = val_curve(routes_val=routes, costs_val=costs[routes.astype(np.int64)],
+                          correct_val=correct_targets(val["exit_logits"], val["label"]))
+    return [[float(c), float(a)] for c, a in zip(cost, acc)]
 
 
 # ----------------------------------------------------------------------------- rows

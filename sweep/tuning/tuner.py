@@ -16,11 +16,21 @@ from ray import tune
 from sweep import console, families
 from sweep.families import axes as AX
 from sweep.tuning.progress import Progress
+from sweep.tuning.search import FrontierSearcher
+from sweep.tuning.search import plans as search_plans
 from sweep.tuning.trials import router_trial as _router_trial
 
 
 def grid_points(cfg) -> list[dict]:
     return [p for f in families.enabled(cfg) for p in f.grid(cfg)]
+
+
+def planned(cfg) -> str:
+    """How many trials the sweep runs, for the console: the grid's size, or the frontier
+    search's budget."""
+    if cfg.sweep.search == "frontier":
+        return f"at most {FrontierSearcher(search_plans(cfg)).budget()} trials (frontier search)"
+    return f"{len(grid_points(cfg))} trials"
 
 
 def trial_settings(cfg, costs: dict) -> dict:
@@ -93,13 +103,17 @@ def make_tuner(cfg, store: dict, settings: dict, costs: dict | None = None, *,
     callbacks: driver-side tune.Callbacks (saved in tuner.pkl, so restored with it); a quiet
     console (sweep/console.py) adds the live line of the trials (`progress.Progress`)."""
     sw = cfg.sweep
+    space, search = {"settings": settings, "costs": costs or {}}, {}
+    if sw.search == "frontier":      # the searcher hands out each trial's point
+        searcher = FrontierSearcher(search_plans(cfg))
+        search = {"search_alg": searcher, "num_samples": searcher.budget()}
+    else:
+        space["point"] = tune.grid_search(grid_points(cfg))
     return tune.Tuner(
-        trainable(cfg, store, fn),
-        param_space={"point": tune.grid_search(grid_points(cfg)), "settings": settings,
-                     "costs": costs or {}},
+        trainable(cfg, store, fn), param_space=space,
         tune_config=tune.TuneConfig(max_concurrent_trials=sw.max_concurrent or None,
                                     reuse_actors=True, trial_name_creator=trial_name,
-                                    trial_dirname_creator=trial_name),
+                                    trial_dirname_creator=trial_name, **search),
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, verbose=console.tune_verbosity(cfg),
             callbacks=list(callbacks) + ([Progress()] if console.quiet(cfg) else []),

@@ -1,0 +1,158 @@
+"""`sweep.search: frontier` (sweep/tuning/frontier_plan.py, search.py) on fake objectives whose
+frontier is known: λ sequences worked by hand, the stopping rules, the seed mean, and Tune's
+Searcher protocol (suggest / on_trial_complete / FINISHED / save + restore)."""
+import math
+
+import numpy as np
+import pytest
+from ray.tune.search import Searcher
+
+from sweep.config import load_config
+from sweep.errors import UserError
+from sweep.tuning.frontier_plan import FrontierPlan, hypervolume, pareto
+from sweep.tuning.search import FrontierSearcher, plans, val_points
+
+ONE = [{"family": "f", "lam": 0.0, "tau": 1.0, "seed": 0}]
+
+
+def _run(plan, objective) -> list:
+    """Drive a plan to the end, one batch at a time; the λ values in the order run."""
+    seq = []
+    while batch := plan.next_points():
+        for p in batch:
+            seq.append(p["lam"])
+            plan.add(p, objective(p))
+    return seq
+
+
+def test_sqrt_frontier_by_hand():
+    """cost = λ, accuracy = √λ on [0, 1]. Coarse 0, ½, 1; then the gap areas (Δc·Δa):
+    0→½: 0.354 > ½→1: 0.146 -> ¼; then ½→1 (0.146) -> ¾; then 0→¼ (0.125) -> ⅛;
+    then ¼→½ (0.052) -> ⅜; then 0→⅛ (0.044) -> 1/16. Budget 8: done."""
+    plan = FrontierPlan(ONE, lams=[0, 1], coarse=3, budget=8, tol=0)
+    seq = _run(plan, lambda p: [[p["lam"], math.sqrt(p["lam"])]])
+    assert seq == [0, 0.5, 1, 0.25, 0.75, 0.125, 0.375, 0.0625]
+    assert plan.finished and plan.runs == 8
+
+
+def test_no_trial_where_the_frontier_is_flat():
+    """accuracy = min(1, 2λ): past λ = ½ every point is dominated by λ = ½, so every new λ
+    lands in (0, ½), and the found hypervolume (against cost ½) approaches the true frontier's:
+    ∫₀¹ (½ − a/2) da = ¼, from below."""
+    plan = FrontierPlan(ONE, lams=[0, 1], coarse=3, budget=12, tol=0)
+    seq = _run(plan, lambda p: [[p["lam"], min(1.0, 2 * p["lam"])]])
+    assert all(0 < lam < 0.5 for lam in seq[3:]) and len(seq) == 12
+    front = plan.val_front()
+    assert hypervolume(front) == pytest.approx(0.25, abs=0.03)
+    assert hypervolume(front) <= 0.25
+
+
+def test_stops_at_the_tolerance_and_at_the_budget():
+    flat = FrontierPlan(ONE, lams=[0, 1], coarse=3, budget=50, tol=1e-3)
+    assert _run(flat, lambda p: [[p["lam"], 0.9]]) == [0, 0.5, 1]      # one frontier point
+    # accuracy 0.9 + 0.001 λ: gaps of 0.5 x 0.0005 against a hypervolume of ~0.9: below 1e-3
+    # of it, so the coarse pass is all; with tol 0 the search goes on to its budget
+    slight = lambda p: [[p["lam"], 0.9 + 0.001 * p["lam"]]]  # noqa: E731
+    assert _run(FrontierPlan(ONE, lams=[0, 1], budget=50, tol=1e-3), slight) == [0, 0.5, 1]
+    assert len(_run(FrontierPlan(ONE, lams=[0, 1], budget=5, tol=0), slight)) == 5
+    two_seeds = [dict(ONE[0], seed=0), dict(ONE[0], seed=1)]
+    short = FrontierPlan(two_seeds, lams=[0, 1], coarse=3, budget=7, tol=0)
+    assert _run(short, lambda p: [[p["lam"], math.sqrt(p["lam"])]]) == [0, 0, 0.5, 0.5, 1, 1]
+    assert short.runs == 6                              # a fourth λ would need 8 > 7
+
+
+def test_seeds_are_averaged_and_failures_are_skipped():
+    two = [dict(ONE[0], seed=0), dict(ONE[0], seed=1)]
+    plan = FrontierPlan(two, lams=[0, 1], coarse=2, budget=10, tol=0)
+    batch = plan.next_points() + plan.next_points()     # the coarse batches go out together
+    assert [p["lam"] for p in batch] == [0, 0, 1, 1] and plan.next_points() == []
+    for p in batch:
+        plan.add(p, None if p["lam"] == 1 and p["seed"] == 1 else
+                 [[p["lam"], 0.5 + 0.2 * p["seed"] + 0.1 * p["lam"]]])
+    assert plan.outstanding == 0
+    # λ=0: seeds (0, .5), (0, .7) -> (0, .6); λ=1: seed 0 only, (1, .6): dominated by (0, .6)
+    assert plan.val_front() == [(0.0, pytest.approx(0.6), 0.0)]
+
+
+def test_pareto_and_hypervolume_by_hand():
+    front = pareto([(1, .5, 0), (2, .5, 1), (2, .8, 2), (3, .7, 3), (4, .9, 4)])
+    assert front == [(1, .5, 0), (2, .8, 2), (4, .9, 4)]
+    assert hypervolume(front) == pytest.approx(3 * .5 + 2 * .3 + 0 * .1)
+
+
+def test_the_searcher_speaks_tunes_protocol(tmp_path):
+    searcher = FrontierSearcher({"f": FrontierPlan(ONE, lams=[0, 1], coarse=2, budget=3,
+                                                   tol=0)})
+    assert searcher.budget() == 3
+    a, b = searcher.suggest("t1"), searcher.suggest("t2")
+    assert (a["point"]["lam"], b["point"]["lam"]) == (0, 1)
+    assert searcher.suggest("t3") is None               # waiting for the coarse results
+    searcher.on_trial_complete("t1", {"val_cost": 0.0, "val_accuracy": 0.2})
+    searcher.on_trial_complete("t2", {"val_points": [[1.0, 0.9]], "status": "ok"})
+    searcher.save(str(tmp_path / "state.pkl"))
+    again = FrontierSearcher({})
+    again.restore(str(tmp_path / "state.pkl"))
+    c = again.suggest("t3")
+    assert c["point"]["lam"] == 0.5                      # the one gap: 0 -> 1
+    assert again.suggest("t4") is None
+    again.on_trial_complete("t4-unknown", None)          # not ours: ignored
+    again.on_trial_complete("t3", {"status": "failed"}, error=True)
+    assert again.suggest("t5") == Searcher.FINISHED      # budget 3 spent
+
+
+def test_val_points_of_a_result():
+    assert val_points({"val_points": [[0.5, 0.9]]}) == [[0.5, 0.9]]
+    assert val_points({"val_cost": 1.0, "val_accuracy": 0.7}) == [[1.0, 0.7]]
+    assert val_points({"status": "failed", "val_cost": 1.0}) is None
+    assert val_points(None) is None and val_points({"epoch": 1}) is None
+
+
+def test_plans_follow_each_familys_grid():
+    cfg = load_config(None, ["sweep.search=frontier", "sweep.max_trials=30"])
+    by_family = plans(cfg)
+    assert set(by_family) == {"experts", "exits"}
+    gater = by_family["experts"]
+    assert len(gater.template) == len(cfg.gater.taus) * len(cfg.gater.seeds)
+    assert gater.todo == [min(cfg.gater.lams), np.mean([min(cfg.gater.lams),
+                                                        max(cfg.gater.lams)]),
+                          max(cfg.gater.lams)] and gater.budget == 30
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["sweep.search=optuna"], "sweep.search must be one of grid, frontier"),
+    (["sweep.coarse_lams=1"], "sweep.coarse_lams must be an integer >= 2"),
+    (["sweep.hv_tol=2.0"], "sweep.hv_tol must be"),
+])
+def test_bad_search_settings_stop_before_compute(sets, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, sets)
+
+
+@pytest.mark.slow
+def test_a_frontier_search_with_an_axis_end_to_end(tmp_path):
+    """The smoke run with `sweep.search: frontier` (8 trials per family) and one axis: λ values
+    the config never listed, the axis as a column and in `variant`, trial names with both."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "sweep.run", "--smoke-test", "--out", str(out),
+                        "--set", f"cache_dir={tmp_path / 'cache'}", "--set",
+                        "sweep.search=frontier", "--set", "sweep.max_trials=8", "--set",
+                        "sweep.axes.exits.router_hidden=[16,32]"],
+                       cwd=root, env={**os.environ, "PYTHONPATH": root}, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "at most 16 trials (frontier search)" in r.stdout
+    points = pd.read_parquet(out / "points.parquet")
+    gater = set(points.loc[points["method"] == "gater", "lam"])
+    assert {0.5, 0.75, 1.0} <= gater and gater - {0.5, 0.75, 1.0}       # placed by the search
+    em = points[points["method"] == "em_router"]
+    assert set(em["exits.router_hidden"]) == {16, 32}
+    assert set(em["variant"]) == {"router_hidden=16", "router_hidden=32"}
+    trials = json.loads((out / "manifest.json").read_text())["trials"]
+    assert len(trials) <= 16 and all(t["status"] == "ok" for t in trials)
