@@ -15,6 +15,7 @@ from analysis import load
 from analysis.report import write_report
 from analysis.summary import summary_text
 from sweep import console, families
+from sweep.families import axes as AX
 from sweep.data.datasets import load_data
 from sweep.device import pick_device
 from sweep.results import assemble, outdir
@@ -78,8 +79,12 @@ def _start_ray(cfg, address) -> float:
 
 def expected_trials(cfg, trials: list[dict]) -> list[dict]:
     """TRIALS plus a failed entry for every grid point Tune returned no trial for: a missing
-    trial is a failed row in the tables, never a silently missing one."""
-    key = lambda x: (x["family"], x["lam"], x["tau"], x["seed"], x.get("variant"))
+    trial is a failed row in the tables, never a silently missing one. A frontier search has
+    no grid to miss: its points are the ones its searcher handed out, each a Tune trial."""
+    if cfg.sweep.search != "grid":
+        return trials
+    key = lambda x: (x["family"], x["lam"], x["tau"], x["seed"], x.get("variant"),  # noqa: E731
+                     AX.label(x.get("axes") or {}))
     have = {key(x) for x in trials}
     missing = [{**p, "trial_id": None, "status": "failed", "metrics": {}, "decisions": None,
                 "restored": False, "error": "no result from Tune for this grid point"}

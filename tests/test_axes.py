@@ -125,3 +125,15 @@ def test_em_thresholds_are_chosen_per_combination_of_axes():
                thresholds=THRESHOLDS)
     assert tables.thresholds("test", variant="router_hidden=16") == [0.2, 0.8]
     assert tables.thresholds("test", variant="router_hidden=32") == [0.2, 0.5]
+
+
+def test_a_missing_combination_is_a_failed_row_and_a_search_has_no_grid_to_miss():
+    from sweep.pipeline import expected_trials
+    sets = ["exits.lams=[1]", "exits.taus=[1]", "exits.seeds=[0]", "gater.enabled=false",
+            "sweep.axes.exits.router_hidden=[16,32]"]
+    one = {"family": "exits", "lam": 1.0, "tau": 1.0, "seed": 0, "status": "ok",
+           "axes": {"exits.router_hidden": 16}}
+    out = expected_trials(_cfg(*sets), [one])
+    assert [(t["axes"]["exits.router_hidden"], t["status"]) for t in out] == [
+        (16, "ok"), (32, "failed")]
+    assert expected_trials(_cfg(*sets, "sweep.search=frontier"), [one]) == [one]
