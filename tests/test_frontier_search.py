@@ -119,7 +119,7 @@ def test_plans_follow_each_familys_grid():
 
 
 @pytest.mark.parametrize("sets, message", [
-    (["sweep.search=optuna"], "sweep.search must be one of grid, frontier"),
+    (["sweep.search=hyperopt"], "sweep.search must be one of grid, frontier, optuna"),
     (["sweep.coarse_lams=1"], "sweep.coarse_lams must be an integer >= 2"),
     (["sweep.hv_tol=2.0"], "sweep.hv_tol must be"),
 ])
@@ -156,3 +156,75 @@ def test_a_frontier_search_with_an_axis_end_to_end(tmp_path):
     assert set(em["variant"]) == {"router_hidden=16", "router_hidden=32"}
     trials = json.loads((out / "manifest.json").read_text())["trials"]
     assert len(trials) <= 16 and all(t["status"] == "ok" for t in trials)
+
+
+# ------------------------------------------------------------------ sweep.search: optuna
+
+class FakeTrial:
+    """What OptunaSpace asks of an Optuna trial: suggest_float, suggest_categorical, number."""
+
+    def __init__(self, number, lam, setting):
+        self.number, self.lam, self.setting, self.asked = number, lam, setting, []
+
+    def suggest_float(self, name, lo, hi):
+        self.asked.append((name, lo, hi))
+        return self.lam
+
+    def suggest_categorical(self, name, choices):
+        self.asked.append((name, tuple(choices)))
+        return self.setting
+
+
+def test_optuna_space_and_budget():
+    pytest.importorskip("optuna")
+    from sweep.tuning.search import optuna_search
+    cfg = load_config(None, ["sweep.search=optuna", "exits.enabled=false", "gater.taus=[0.5,1]",
+                             "gater.seeds=[0,1,2]", "gater.lams=[0.5,0.9]"])
+    search, budget = optuna_search(cfg)
+    assert budget == 2 * 2 * 3 and search.metric == ["val_accuracy", "val_cost"]
+    assert search.mode == ["max", "min"]
+    space = search._space
+    trial = FakeTrial(number=4, lam=0.61234567, setting=1)
+    point = space(trial)["point"]
+    assert trial.asked == [("lam", 0.5, 0.9), ("setting", (0, 1))]
+    assert point == {"family": "experts", "lam": 0.612346, "tau": 1.0, "seed": 1}  # 4 % 3
+    assert optuna_search(load_config(None, ["sweep.search=optuna", "exits.enabled=false",
+                                            "sweep.max_trials=5"]))[1] == 5
+
+
+def test_optuna_needs_one_family_and_the_package(monkeypatch):
+    import importlib.util
+    with pytest.raises(UserError, match="searches one family at a time; enabled: gater, exits"):
+        load_config(None, ["sweep.search=optuna"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda mod, *a: None if mod == "optuna" else real(mod, *a))
+    with pytest.raises(UserError, match="optuna is not installed"):
+        load_config(None, ["sweep.search=optuna", "exits.enabled=false"])
+
+
+def test_em_objectives_are_its_most_accurate_val_point():
+    from sweep.families.em import _val_objectives
+    got = _val_objectives([[0.3, 0.8], [0.5, 0.9], [0.7, 0.9], [1.0, 0.85]])
+    assert (got["val_cost"], got["val_accuracy"]) == (0.5, 0.9) and len(got["val_points"]) == 4
+
+
+@pytest.mark.slow
+def test_an_optuna_search_end_to_end(tmp_path):
+    pytest.importorskip("optuna")
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "sweep.run", "--smoke-test", "--out", str(out),
+                        "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "sweep.search=optuna",
+                        "--set", "exits.enabled=false", "--set", "sweep.max_trials=5"],
+                       cwd=root, env={**os.environ, "PYTHONPATH": root}, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    points = pd.read_parquet(out / "points.parquet")
+    lams = set(points.loc[points["method"] == "gater", "lam"])
+    assert len(lams) == 5 and all(0.5 <= lam <= 1.0 for lam in lams)

@@ -77,7 +77,9 @@ class SweepConfig:
     cascade_thresholds: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(10, 21))
     max_grid_trials: int = 5000          # refuse a grid with more trials (a typo guard)
     search: str = "grid"                 # grid | frontier: adaptive λ placement
-                                         # (sweep/tuning/frontier_plan.py)
+                                         # (sweep/tuning/frontier_plan.py) | optuna: Tune's
+                                         # OptunaSearch, multi-objective (one family)
+    search_seed: int = 0                 # optuna: its sampler's seed
     max_trials: int = 0                  # frontier: trials per family (0: its grid's size)
     coarse_lams: int = 3                 # frontier: λ values of the first, coarse pass
     hv_tol: float = 1e-3                 # frontier: stop when the widest gap is at most this

@@ -45,7 +45,8 @@ RULES = {
     "sweep.address": Text(optional=True), "sweep.storage_path": Text(optional=True),
     "sweep.cascade_thresholds": Grid(FRACTION), "sweep.tune_verbose": Choice((0, 1, 2)),
     "sweep.max_grid_trials": COUNT, "sweep.axes": Later("validate_axes"),
-    "sweep.search": Choice(("grid", "frontier")), "sweep.max_trials": NONNEG,
+    "sweep.search": Choice(("grid", "frontier", "optuna")), "sweep.max_trials": NONNEG,
+    "sweep.search_seed": SEED,
     "sweep.coarse_lams": Num(2), "sweep.hv_tol": FRACTION,
     "sweep.callbacks": Grid(Choice(tuple(TRACKERS)), empty_ok=True),
 }
@@ -149,6 +150,18 @@ def validate_trackers(sw) -> None:
                f"installed (pip install {TRACKERS[name]})")
 
 
+def validate_search(cfg) -> None:
+    """sweep.search: optuna needs optuna installed and exactly one enabled family (its two
+    objectives, val accuracy and val cost, are in that family's unit)."""
+    if cfg.sweep.search != "optuna":
+        return
+    _check(importlib.util.find_spec("optuna") is not None,
+           "sweep.search is 'optuna' but optuna is not installed (pip install optuna)")
+    on = [f.section for f in families.enabled(cfg)]
+    _check(len(on) == 1, f"sweep.search 'optuna' searches one family at a time; enabled: "
+                         f"{', '.join(on)} (disable all but one, e.g. --set {on[-1]}.enabled=false)")
+
+
 def validate_sweep(sw) -> None:
     # Ray: a fraction of a GPU is up to 1; more than one GPU must be a whole number
     g = sw.gpus_per_trial
@@ -185,6 +198,7 @@ def validate(cfg) -> None:
         f.check(f.section_of(cfg))
     validate_sweep(cfg.sweep)
     validate_axes(cfg)
+    validate_search(cfg)
     validate_trackers(cfg.sweep)
     validate_grid(cfg)
 

@@ -131,8 +131,15 @@ def trial(point: dict, s: dict, store: dict, session) -> None:
         arrays[f"{k}_target"] = EM.routes_for_thresholds(halt, s["thresholds"]).astype(np.int8)
     session.report({"status": "ok", "epoch": len(res.history) + 1, "done_em": 1,
                     "train_time_s": time.perf_counter() - t0,
-                    "val_points": _val_points(store["val"], arrays["val_target"], s)},
+                    **_val_objectives(_val_points(store["val"], arrays["val_target"], s))},
                    {"routers": res.routers.state_dict()}, arrays)
+
+
+def _val_objectives(points: list) -> dict:
+    """val_points (every threshold) and, for a search with one point per trial, the most
+    accurate of them (the cheapest among ties) as val_accuracy / val_cost."""
+    cost, acc = min(points, key=lambda p: (-p[1], p[0]))
+    return {"val_points": points, "val_accuracy": acc, "val_cost": cost}
 
 
 def _val_points(val: dict, routes, s: dict) -> list:

@@ -1,4 +1,6 @@
-"""`sweep.search: frontier` as a Tune Searcher: one `FrontierPlan` per enabled family.
+"""The searches of `sweep.search` besides the grid, as Tune Searchers.
+
+`frontier`: `FrontierSearcher`, one `FrontierPlan` per enabled family.
 
 `suggest` hands out the plans' points one trial at a time ({"point": ...}; Tune merges it into
 the param space's settings and costs), None while a plan waits for its batch's results, and
@@ -6,12 +8,21 @@ FINISHED when every plan is done. `on_trial_complete` feeds each trial's val poi
 `val_points` ([[cost, accuracy], ...]: the EM router's curve over its thresholds) or else
 (`val_cost`, `val_accuracy`) (the gater). Its state is saved with the experiment, so
 `--resume` continues the same search.
+
+`optuna`: Tune's `OptunaSearch`, multi-objective (val accuracy up, val cost down; Optuna's
+default sampler for two objectives, NSGA-II, seeded by `sweep.search_seed`) over ONE enabled
+family (checked with the config): λ uniform over its configured range, and its (τ, variant,
+axes) setting as a categorical choice; seed i goes to the i-th trial in turn. A trial's
+objectives are its final `val_accuracy` / `val_cost` (the EM router: the most accurate point of
+its val curve, the cheapest among ties). `max_trials` trials (0: the grid's size).
 """
 from __future__ import annotations
 
+import os
 import pickle
 
 from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch         # optuna itself: only when used
 
 from sweep import families
 from sweep.tuning.frontier_plan import FrontierPlan
@@ -74,3 +85,33 @@ class FrontierSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.plans, self.queue, self.pending = pickle.load(f)
+
+
+def optuna_search(cfg) -> tuple:
+    """(OptunaSearch over the one enabled family, its trial budget): module doc."""
+    [fam] = families.enabled(cfg)
+    grid, sec = fam.grid(cfg), fam.section_of(cfg)
+    settings = list({_without(p, "lam", "seed"): p for p in grid}.values())   # τ, variant, axes
+    space = OptunaSpace(settings, list(sec.seeds), float(min(sec.lams)), float(max(sec.lams)))
+    # a trial's epochs / EM rounds report no objective; only its final result is read
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    search = OptunaSearch(space=space, metric=["val_accuracy", "val_cost"], mode=["max", "min"],
+                          seed=cfg.sweep.search_seed)
+    return search, cfg.sweep.max_trials or len(grid)
+
+
+class OptunaSpace:
+    """Optuna's define-by-run space (a class: Tune pickles the searcher with the experiment)."""
+
+    def __init__(self, settings: list, seeds: list, lo: float, hi: float):
+        self.settings, self.seeds, self.lo, self.hi = settings, seeds, lo, hi
+
+    def __call__(self, trial) -> dict:
+        lam = trial.suggest_float("lam", self.lo, self.hi) if self.hi > self.lo else self.lo
+        pick = self.settings[trial.suggest_categorical("setting", list(range(len(self.settings))))]
+        seed = self.seeds[trial.number % len(self.seeds)]
+        return {"point": {**pick, "lam": round(lam, 6), "seed": seed}}
+
+
+def _without(point: dict, *keys) -> str:
+    return repr(sorted((k, repr(v)) for k, v in point.items() if k not in keys))

@@ -16,7 +16,7 @@ from ray import tune
 from sweep import console, families
 from sweep.families import axes as AX
 from sweep.tuning.progress import Progress
-from sweep.tuning.search import FrontierSearcher
+from sweep.tuning.search import FrontierSearcher, optuna_search
 from sweep.tuning.search import plans as search_plans
 from sweep.tuning.trials import router_trial as _router_trial
 
@@ -30,6 +30,8 @@ def planned(cfg) -> str:
     search's budget."""
     if cfg.sweep.search == "frontier":
         return f"at most {FrontierSearcher(search_plans(cfg)).budget()} trials (frontier search)"
+    if cfg.sweep.search == "optuna":
+        return f"{optuna_search(cfg)[1]} trials (optuna search)"
     return f"{len(grid_points(cfg))} trials"
 
 
@@ -107,6 +109,9 @@ def make_tuner(cfg, store: dict, settings: dict, costs: dict | None = None, *,
     if sw.search == "frontier":      # the searcher hands out each trial's point
         searcher = FrontierSearcher(search_plans(cfg))
         search = {"search_alg": searcher, "num_samples": searcher.budget()}
+    elif sw.search == "optuna":
+        searcher, budget = optuna_search(cfg)
+        search = {"search_alg": searcher, "num_samples": budget}
     else:
         space["point"] = tune.grid_search(grid_points(cfg))
     return tune.Tuner(
