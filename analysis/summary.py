@@ -237,6 +237,10 @@ def summary_text(data: dict, *, results_dir=None, report=None) -> str:
         lines += family_text(data, family, fam.describe(manifest, family, points), severities)
     m_step = m_step_text(m_step_table(seed_means(points)))       # '' unless both M-steps ran
     lines += ["", m_step] if m_step else []
+    stopped = [t for t in manifest.get("trials", []) if t.get("stopped_early")]
+    if stopped:
+        lines += ["", f"{len(stopped)} trial(s) stopped early by the plateau rule "
+                      f"(sweep.early_stop_patience; manifest.json trials: stopped_early, epochs)"]
     failed = [t for t in manifest.get("trials", []) if t.get("status") != "ok"]
     if failed:
         lines += ["", f"{len(failed)} trial(s) FAILED:"]

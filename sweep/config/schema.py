@@ -80,6 +80,10 @@ class SweepConfig:
                                          # (sweep/tuning/frontier_plan.py) | optuna: Tune's
                                          # OptunaSearch, multi-objective (one family)
     search_seed: int = 0                 # optuna: its sampler's seed
+    early_stop_patience: int = 0         # stop a trial after this many reports without its
+                                         # val objective improving (0: off;
+                                         # sweep/tuning/stopping.py)
+    early_stop_delta: float = 1e-3       # ... improving by more than this
     max_trials: int = 0                  # frontier: trials per family (0: its grid's size)
     coarse_lams: int = 3                 # frontier: λ values of the first, coarse pass
     hv_tol: float = 1e-3                 # frontier: stop when the widest gap is at most this

@@ -47,6 +47,7 @@ RULES = {
     "sweep.max_grid_trials": COUNT, "sweep.axes": Later("validate_axes"),
     "sweep.search": Choice(("grid", "frontier", "optuna")), "sweep.max_trials": NONNEG,
     "sweep.search_seed": SEED,
+    "sweep.early_stop_patience": NONNEG, "sweep.early_stop_delta": NONNEG,
     "sweep.coarse_lams": Num(2), "sweep.hv_tol": FRACTION,
     "sweep.callbacks": Grid(Choice(tuple(TRACKERS)), empty_ok=True),
 }

@@ -128,12 +128,21 @@ def trial(point: dict, s: dict, store: dict, session) -> None:
             return session.report({"status": "failed", "error": str(e), "epoch": epoch + 1})
         ev = G.evaluate(gater, val, costs_ms=s["expert_ms"], gater_ms=s["gater_ms"])
         last = epoch + 1 == s["epochs"]
-        arrays = _decisions(gater, {"val": val, "test": test}, s, point, device) if last else None
+        arrays = _decisions(gater, {"val": val, "test": test}, s, point, device) \
+            if last or s.get("per_epoch_decisions") else None      # early stopping: each epoch
         state = {"model": gater.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                  "epoch": epoch + 1}
-        session.report({**m, "epoch": epoch + 1, "val_accuracy": float(ev["correct"].mean()),
-                        "val_cost": float(ev["cost"].mean()), "status": "ok",
+        acc, cost = float(ev["correct"].mean()), float(ev["cost"].mean())
+        session.report({**m, "epoch": epoch + 1, "val_accuracy": acc, "val_cost": cost,
+                        "val_objective": val_objective(acc, cost, lam=point["lam"], s=s),
+                        "final": last, "status": "ok",
                         "train_time_s": time.perf_counter() - t0}, state, arrays)
+
+
+def val_objective(accuracy: float, cost: float, *, lam: float, s: dict) -> float:
+    """λ·(1 − accuracy) + (1 − λ)·cost / (costliest expert + gater): the training objective's
+    analogue on val decisions, lower is better (what sweep.early_stop_patience watches)."""
+    return lam * (1.0 - accuracy) + (1.0 - lam) * cost / (max(s["expert_ms"]) + s["gater_ms"])
 
 
 def _decisions(gater, splits, s, point, device) -> dict:

@@ -111,11 +111,14 @@ def new_manifest(cfg, *, created: str, device: str, store: dict, costs: dict, da
 
 
 def trial_rows(trials: list[dict]) -> list[dict]:
-    """The manifest's `trials`: one entry per trial (grid point, method, status, time)."""
+    """The manifest's `trials`: one entry per trial (grid point, method, status, time, epochs
+    run, and `stopped_early`: the plateau rule ended it before its last epoch)."""
     return [{k: x[k] for k in ("trial_id", "family", "lam", "tau", "seed", "status", "error",
                                "restored")} |
             {"method": families.get(x["family"]).method, "variant": x.get("variant"),
-             "train_time_s": x["metrics"].get("train_time_s")} for x in trials]
+             "train_time_s": x["metrics"].get("train_time_s"),
+             "epochs": x["metrics"].get("epoch"),
+             "stopped_early": bool(x.get("stopped_early", False))} for x in trials]
 
 
 def finished(manifest: dict, trials: list[dict], *, when: str, plan=None) -> dict:

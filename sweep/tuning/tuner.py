@@ -17,6 +17,7 @@ from sweep import console, families
 from sweep.families import axes as AX
 from sweep.tuning.progress import Progress
 from sweep.tuning.search import FrontierSearcher, optuna_search
+from sweep.tuning.stopping import PlateauStopper
 from sweep.tuning.search import plans as search_plans
 from sweep.tuning.trials import router_trial as _router_trial
 
@@ -40,9 +41,10 @@ def trial_settings(cfg, costs: dict) -> dict:
     `sweep.axes`, also per family and combination of its axes the settings computed from the
     config with those values ("axes": {family: {AX.label(combo): settings}})."""
     sw, fams = cfg.sweep, families.enabled(cfg)
+    every = {"per_epoch_decisions": sw.early_stop_patience > 0}   # a stopped trial's routes
     out = {"cpus_per_trial": sw.cpus_per_trial, "gpus_per_trial": sw.gpus_per_trial,
-           **{f.name: f.settings(cfg, costs[f.name]) for f in fams}}
-    by_axes = {f.name: {AX.label(c): f.settings(AX.apply(cfg, c), costs[f.name])
+           **{f.name: {**f.settings(cfg, costs[f.name]), **every} for f in fams}}
+    by_axes = {f.name: {AX.label(c): {**f.settings(AX.apply(cfg, c), costs[f.name]), **every}
                         for c in AX.combos(sw.axes, f.section) if c} for f in fams}
     by_axes = {name: per for name, per in by_axes.items() if per}
     return {**out, "axes": by_axes} if by_axes else out
@@ -76,7 +78,8 @@ def _final_metrics(ckpt) -> dict | None:
         if not os.path.exists(p):
             return {}
         with open(p) as f:
-            return json.load(f)
+            metrics = json.load(f)
+        return metrics if metrics.get("final", True) else None   # per-epoch decisions
 
 
 def router_trial(config: dict, store: dict, trials: dict) -> None:
@@ -122,6 +125,8 @@ def make_tuner(cfg, store: dict, settings: dict, costs: dict | None = None, *,
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, verbose=console.tune_verbosity(cfg),
             callbacks=list(callbacks) + ([Progress()] if console.quiet(cfg) else []),
+            stop=PlateauStopper(patience=sw.early_stop_patience,
+                                min_delta=sw.early_stop_delta) if sw.early_stop_patience else None,
             failure_config=tune.FailureConfig(max_failures=sw.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
 
@@ -133,6 +138,16 @@ def restore_tuner(cfg, store: dict, experiment: str):
         return None
     return tune.Tuner.restore(experiment, trainable(cfg, store), resume_unfinished=True,
                               resume_errored=True, restart_errored=False)
+
+
+def _stopped_early(ckpt_dir: str) -> bool:
+    """True when the checkpoint's metrics say it was not the trial's last epoch (the plateau
+    rule stopped it: sweep/tuning/stopping.py)."""
+    p = os.path.join(ckpt_dir, "metrics.json")
+    if not os.path.exists(p):
+        return False
+    with open(p) as f:
+        return json.load(f).get("final", True) is False
 
 
 def collect(result_grid) -> list[dict]:
@@ -154,6 +169,7 @@ def collect(result_grid) -> list[dict]:
                 if os.path.exists(p):
                     with np.load(p, allow_pickle=False) as z:
                         row["decisions"] = {k: z[k] for k in z.files}
+                row["stopped_early"] = _stopped_early(d)
         if row["status"] == "ok" and row["decisions"] is None:
             row.update(status="failed", error="trial ended without final decisions")
         out.append(row)
