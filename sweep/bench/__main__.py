@@ -34,6 +34,7 @@ from sweep.bench import features as bench_features
 from sweep.bench import gater as bench_gater
 from sweep.bench import routed as bench_routed
 from sweep.fs import write_atomic, write_json
+from sweep.results.manifest import cpu_model
 
 SECTIONS = {1: "cached_vs_algorithm1", 2: "orchestration", 3: "store_sharing",
             4: "feature_building", 5: "routed_inference"}
@@ -65,19 +66,8 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------- the machine
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def describe_machine(device: str) -> dict:
-    m = {"cpu": _cpu_model(), "cores": os.cpu_count(),
+    m = {"cpu": cpu_model(), "cores": os.cpu_count(),
          "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
          "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
          "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
