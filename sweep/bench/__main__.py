@@ -10,6 +10,8 @@
 3. store sharing: memory N concurrent trials add on one node (sweep/bench/orchestration.py)
 4. feature building: caching pass vs raw inference; a run's phases (sweep/bench/features.py)
 5. routed inference at batch 1, CUDA graphs, trials packed per GPU (sweep/bench/routed.py)
+6. search: hypervolume against trials for grid, frontier and optuna (sweep/bench/search.py;
+   needs Ray and optuna; plot in FILE-search.html)
 
 Machines are noisy: every number is a median over repeats, comparisons are ratios of runs
 interleaved on the same machine, and the JSON names the machine (`device`). Writes FILE (JSON:
@@ -37,7 +39,7 @@ from sweep.fs import write_atomic, write_json
 from sweep.results.manifest import cpu_model
 
 SECTIONS = {1: "cached_vs_algorithm1", 2: "orchestration", 3: "store_sharing",
-            4: "feature_building", 5: "routed_inference"}
+            4: "feature_building", 5: "routed_inference", 6: "search"}
 
 
 def parse_args(argv=None):
@@ -49,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--grid", choices=("default", "smoke"), default="default",
                    help="section 2: the default run's grid on its real store, or the smoke grid")
     p.add_argument("--run-dir", help="a finished run's results dir: section 4 reads its phases")
-    p.add_argument("--sections", default="1,2,3,4,5", help="comma-separated subset of 1-5")
+    p.add_argument("--sections", default="1,2,3,4,5,6", help="comma-separated subset of 1-6")
     p.add_argument("--store-mb", type=float, default=256.0, help="section 3's store size")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads in this process (default on CPU: 1, a trial's CPUs)")
@@ -61,7 +63,7 @@ def parse_args(argv=None):
     except ValueError:
         args.sections = []
     if not args.sections or not set(args.sections) <= set(SECTIONS):
-        p.error(f"--sections must be a comma-separated subset of 1-5, got {raw!r}")
+        p.error(f"--sections must be a comma-separated subset of 1-6, got {raw!r}")
     return args
 
 
@@ -97,8 +99,13 @@ def _orchestration():
 
 def _run_section(k: int, args, device: str, profile: str, log):
     smoke = args.smoke_test
-    if k in (2, 3) and not _has_ray():
-        return {"skipped": "ray is not installed on this machine (sections 2-3 need it)"}
+    if k in (2, 3, 6) and not _has_ray():
+        return {"skipped": "ray is not installed on this machine (sections 2-3, 6 need it)"}
+    if k == 6:
+        if importlib.util.find_spec("optuna") is None:
+            return {"skipped": "optuna is not installed (pip install optuna)"}
+        from sweep.bench import search as bench_search   # runs whole sweeps: loaded when used
+        return bench_search.run(smoke=smoke, log=log)
     if k == 1:
         return bench_gater.run(smoke=smoke, device=device, log=log)
     if k == 2:
@@ -142,7 +149,8 @@ def headline(sections: dict) -> dict:
             s, "routed_inference", "cuda_graphs", "gater_share_of_cheapest_expert"),
         "packing_4_per_gpu_vs_1": next((r["vs_one"] for r in _get(
             s, "routed_inference", "packing", "rows") or [] if r["k"] == 4), None),
-        "gpu_available": _get(s, "routed_inference", "available")}
+        "gpu_available": _get(s, "routed_inference", "available"),
+        "frontier_test_gap_to_full_grid": _get(s, "search", "frontier_test_gap_to_full_grid")}
 
 
 # ---------------------------------------------------------------- the table
@@ -214,6 +222,27 @@ def _rows_4_5(s) -> list:
     return rows
 
 
+def _rows_6(s) -> list:
+    r = s.get("search") or {}
+    if not r.get("final"):
+        return []
+    f, gap, d = r["final"], r.get("frontier_test_gap_to_full_grid"), \
+        r.get("frontier_minus_optuna_test_at_budget")
+    rows = [(f"6. {k}: normalised HV of val-chosen points, val / test ({n} trials"
+             f"{', mean of optuna seeds ' + str(r['search_seeds']) if k == 'optuna' else ''})",
+             f"{_f(v['val'], '.4f')} / {_f(v['test'], '.4f')}", "-", "-")
+            for k, v, n in ((k, v, r["grid_trials"] if k == "grid" else
+                             r["frontier_trials"] if k == "frontier" else r["budget"])
+                            for k, v in f.items())]
+    rows += [(f"6. frontier vs the full grid, test HV ({r['frontier_trials']} of "
+              f"{r['grid_trials']} trials; deterministic)", _f(gap, ".2%") + " below",
+              "<= 0.5 % with <= 50 % of the trials",
+              _met(gap, lambda v: r["targets_met"]["within_0.5pct_of_grid_with_half_its_trials"])),
+             (f"6. frontier minus optuna, test HV at {r['budget']} trials", _f(d, "+.4f"), "> 0",
+              _met(d, lambda v: v > 0))]
+    return rows
+
+
 def markdown(result: dict) -> str:
     s = result["sections"]
     head = (f"Machine: {result['device']}  \nDate: {result['created']}; "
@@ -221,7 +250,8 @@ def markdown(result: dict) -> str:
     lines = ["| measurement | value | target | met |", "|---|---|---|---|"]
     ran = {k for k, name in SECTIONS.items() if name in s or name in result["errors"]}
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in
-              _rows_1(s) + _rows_2_3(s) + _rows_4_5(s) if int(a.split(".")[0]) in ran]
+              _rows_1(s) + _rows_2_3(s) + _rows_4_5(s) + _rows_6(s)
+              if int(a.split(".")[0]) in ran]
     errs = "".join(f"\nsection {k} failed: {v.splitlines()[-1]}\n"
                    for k, v in result["errors"].items())
     return head + "\n".join(lines) + "\n" + errs
@@ -274,6 +304,11 @@ def _write(result: dict, out: str, log) -> int:
         with open(p, "w") as f:
             f.write(md)
     write_atomic(md_path, w)
+    if (result["sections"].get("search") or {}).get("curves"):
+        from sweep.bench.search import figure
+        html = os.path.splitext(out)[0] + "-search.html"
+        figure(result["sections"]["search"]).write_html(html, include_plotlyjs=True)
+        log(f"[bench] wrote {html}")
     log("\n" + md + f"\n[bench] wrote {out} and {md_path}")
     return 1 if result["errors"] else 0
 

@@ -1,0 +1,131 @@
+"""Bench section 6: the hypervolume each search reaches against its number of trials.
+
+Three searches of the gater family (the EM router off), each a real sweep through
+`sweep.pipeline.run_pipeline` on the default data (the smoke data with --smoke-test) into a
+temporary directory, report off:
+
+* `grid`: the configured grid (λ x τ x seed), in grid order, all N of its trials;
+* `frontier`: `sweep.search: frontier` with B = N // 2 trials (deterministic: one run stands
+  for every search seed, and the output says so);
+* `optuna`: `sweep.search: optuna` with the same B, sampler seeds 0, 1, 2 (`SEEDS`).
+
+After the first k trials of a run (in the order Tune created them), the score is the
+normalised hypervolume (against the costliest expert and accuracy 0) of the configurations
+chosen on val: the val Pareto set of the seed means of those k trials, scored on val and on
+their test means. A curve per search (optuna: the mean over its seeds) and a plot
+(`FILE-search.html`, FILE being the bench's JSON).
+
+Targets (issue 14): frontier's test hypervolume within 0.5 % of the full grid's with at most
+half its trials, and above optuna's at the same budget.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import pandas as pd
+
+from analysis.frontier import SINGLE_METHODS, pareto_mask
+from analysis.scores import normalised_hypervolume
+from sweep.config import load_config
+
+SEEDS = (0, 1, 2)
+SMOKE = ["gater.lams=[0.5,0.75,1.0]", "gater.taus=[1.0]", "gater.seeds=[0,1]",
+         "gater.epochs=1", "experts.max_epochs=1", "experts.latency_repeats=5"]
+
+
+def _configs(smoke: bool) -> tuple:
+    """(grid config, its trial count, the searches' budget)."""
+    base = ["exits.enabled=false", "name=bench_search"] + (SMOKE if smoke else [])
+    grid = load_config(None, base)
+    n = len(grid.gater.lams) * len(grid.gater.taus) * len(grid.gater.seeds)
+    return base, n, max(len(grid.gater.taus) * len(grid.gater.seeds), n // 2)
+
+
+def _run(sets: list, out: str) -> str:
+    from sweep.pipeline import run_pipeline        # heavy: Ray, the report (bench loads lazily)
+    run_pipeline(load_config(None, sets), out=out, report=False)
+    return out
+
+
+def curve(run_dir: str) -> dict:
+    """{"val": [HV after k trials], "test": [...]} of one run (module doc)."""
+    points = pd.read_parquet(os.path.join(run_dir, "points.parquet"))
+    trials = [t["trial_id"] for t in json.load(open(os.path.join(run_dir, "manifest.json")))
+              ["trials"] if t["status"] == "ok"]
+    ok = points[(points["status"] == "ok") & (points["severity"] == "all")]
+    ref = ok.loc[ok["method"].isin(SINGLE_METHODS), "cost"].max()
+    routers = ok[ok["method"] == "gater"]
+    out = {"val": [], "test": []}
+    for k in range(1, len(trials) + 1):
+        seen = routers[routers["trial_id"].isin(trials[:k])]
+        val, test = (seen[seen["split"] == s].groupby(["lam", "tau"])[["cost", "accuracy"]]
+                     .mean() for s in ("val", "test"))
+        chosen = val[pareto_mask(cost=val["cost"], accuracy=val["accuracy"])]
+        test = test.reindex(chosen.index).dropna()
+        out["val"].append(normalised_hypervolume(cost=chosen["cost"],
+                                                 accuracy=chosen["accuracy"], ref_cost=ref))
+        out["test"].append(normalised_hypervolume(cost=test["cost"],
+                                                  accuracy=test["accuracy"], ref_cost=ref))
+    return out
+
+
+def _mean(curves: list) -> dict:
+    n = min(len(c["test"]) for c in curves)
+    return {k: np.mean([c[k][:n] for c in curves], axis=0).tolist() for k in ("val", "test")}
+
+
+def run(*, smoke: bool, log=print) -> dict:
+    base, n, budget = _configs(smoke)
+    searches = {"grid": [base], "frontier": [base + ["sweep.search=frontier",
+                                                     f"sweep.max_trials={budget}"]],
+                "optuna": [base + ["sweep.search=optuna", f"sweep.max_trials={budget}",
+                                   f"sweep.search_seed={s}"] for s in SEEDS]}
+    curves = {}
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+        for name, runs in searches.items():
+            got = []
+            for i, sets in enumerate(runs):
+                log(f"[bench] search: {name} run {i + 1}/{len(runs)}")
+                got.append(curve(_run(sets, os.path.join(tmp, f"{name}-{i}"))))
+            curves[name] = {"mean": _mean(got), "runs": got}
+    return summarise(curves, n=n, budget=budget)
+
+
+def summarise(curves: dict, *, n: int, budget: int) -> dict:
+    """The section's numbers from the curves: final val / test HV per search, frontier vs the
+    full grid and vs optuna at the budget, and whether the targets are met."""
+    final = {k: {s: v["mean"][s][-1] if v["mean"][s] else None for s in ("val", "test")}
+             for k, v in curves.items()}
+    grid_test, front_test = final["grid"]["test"], final["frontier"]["test"]
+    at_b = lambda k: curves[k]["mean"]["test"][min(budget, len(curves[k]["mean"]["test"])) - 1]  # noqa: E731
+    gap = (grid_test - front_test) / grid_test if grid_test else None
+    return {"grid_trials": n, "budget": budget, "search_seeds": list(SEEDS),
+            "frontier_deterministic": True, "final": final,
+            "frontier_trials": len(curves["frontier"]["mean"]["test"]),
+            "frontier_test_gap_to_full_grid": gap,
+            "frontier_minus_optuna_test_at_budget": at_b("frontier") - at_b("optuna"),
+            "targets_met": {"within_0.5pct_of_grid_with_half_its_trials":
+                            gap is not None and gap <= 0.005 and
+                            len(curves["frontier"]["mean"]["test"]) <= n / 2,
+                            "beats_optuna_at_equal_budget":
+                            at_b("frontier") > at_b("optuna")},
+            "curves": {k: v["mean"] for k, v in curves.items()}}
+
+
+def figure(section: dict):
+    """Plotly: HV on val (dashed) and test (solid) against trials, one colour per search."""
+    import plotly.graph_objects as go
+    colors = {"grid": "#4D4D4D", "frontier": "#0072B2", "optuna": "#E69F00"}
+    fig = go.Figure()
+    for name, c in section["curves"].items():
+        for split, dash in (("test", "solid"), ("val", "dash")):
+            fig.add_trace(go.Scatter(x=list(range(1, len(c[split]) + 1)), y=c[split],
+                                     name=f"{name} ({split})", mode="lines",
+                                     line=dict(color=colors.get(name), dash=dash)))
+    fig.update_layout(template="plotly_white", xaxis_title="trials",
+                      yaxis_title="normalised hypervolume (val-chosen points)",
+                      title="Hypervolume reached against trials (optuna: mean of 3 seeds)")
+    return fig
