@@ -26,6 +26,7 @@ import tempfile
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
 from analysis.frontier import SINGLE_METHODS, pareto_mask
 from analysis.scores import normalised_hypervolume
@@ -117,7 +118,6 @@ def summarise(curves: dict, *, n: int, budget: int) -> dict:
 
 def figure(section: dict):
     """Plotly: HV on val (dashed) and test (solid) against trials, one colour per search."""
-    import plotly.graph_objects as go
     colors = {"grid": "#4D4D4D", "frontier": "#0072B2", "optuna": "#E69F00"}
     fig = go.Figure()
     for name, c in section["curves"].items():
