@@ -57,7 +57,6 @@ def apply(cfg, combo: dict):
 
 def label(combo: dict) -> str:
     """'lr=0.0001 embed_dim=128': the combination as a row's variant (field names only)."""
-    return " ".join(f"{k.split('.', 1)[1]}={v:g}" if isinstance(v, float) and not
-                    isinstance(v, bool) else f"{k.split('.', 1)[1]}={v}"
-                    for k, v in combo.items())
+    return " ".join(f"{k.split('.', 1)[1]}={v:g}" if isinstance(v, float) else
+                    f"{k.split('.', 1)[1]}={v}" for k, v in combo.items())
 

@@ -39,6 +39,14 @@ def val_points(result: dict | None):
     return None
 
 
+def budget(cfg) -> int:
+    """The trials a search may run: frontier, the sum of its plans' budgets; optuna,
+    `max_trials` or the one family's grid size. No searcher is built (the console asks)."""
+    if cfg.sweep.search == "frontier":
+        return sum(p.budget for p in plans(cfg).values())
+    return cfg.sweep.max_trials or sum(len(f.grid(cfg)) for f in families.enabled(cfg))
+
+
 def plans(cfg) -> dict:
     """{family: FrontierPlan} of the enabled families (their grid at one λ as the template)."""
     sw, out = cfg.sweep, {}
@@ -97,7 +105,7 @@ def optuna_search(cfg) -> tuple:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     search = OptunaSearch(space=space, metric=["val_accuracy", "val_cost"], mode=["max", "min"],
                           seed=cfg.sweep.search_seed)
-    return search, cfg.sweep.max_trials or len(grid)
+    return search, budget(cfg)
 
 
 class OptunaSpace:

@@ -18,6 +18,7 @@ from sweep.families import axes as AX
 from sweep.tuning.progress import Progress
 from sweep.tuning.search import FrontierSearcher, optuna_search
 from sweep.tuning.stopping import PlateauStopper
+from sweep.tuning.search import budget as search_budget
 from sweep.tuning.search import plans as search_plans
 from sweep.tuning.trials import router_trial as _router_trial
 
@@ -30,9 +31,9 @@ def planned(cfg) -> str:
     """How many trials the sweep runs, for the console: the grid's size, or the frontier
     search's budget."""
     if cfg.sweep.search == "frontier":
-        return f"at most {FrontierSearcher(search_plans(cfg)).budget()} trials (frontier search)"
+        return f"at most {search_budget(cfg)} trials (frontier search)"
     if cfg.sweep.search == "optuna":
-        return f"{optuna_search(cfg)[1]} trials (optuna search)"
+        return f"{search_budget(cfg)} trials (optuna search)"
     return f"{len(grid_points(cfg))} trials"
 
 
@@ -68,18 +69,23 @@ def trial_name(trial) -> str:
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 
 
+def _checkpoint_metrics(ckpt_dir: str) -> dict:
+    """The metrics saved with a checkpoint that holds decisions ({} without metrics.json)."""
+    p = os.path.join(ckpt_dir, "metrics.json")
+    if not os.path.exists(p):
+        return {}
+    with open(p) as f:
+        return json.load(f)
+
+
 def _final_metrics(ckpt) -> dict | None:
-    """The metrics a trial reported with its final checkpoint (only the LAST one holds
-    decisions.npz); None if `ckpt` is not final."""
+    """The metrics a trial reported with its final checkpoint (decisions.npz, and not marked
+    `final: false` by per-epoch decisions); None if `ckpt` is not final."""
     with ckpt.as_directory() as d:
         if not os.path.exists(os.path.join(d, "decisions.npz")):
             return None
-        p = os.path.join(d, "metrics.json")
-        if not os.path.exists(p):
-            return {}
-        with open(p) as f:
-            metrics = json.load(f)
-        return metrics if metrics.get("final", True) else None   # per-epoch decisions
+        metrics = _checkpoint_metrics(d)
+        return metrics if metrics.get("final", True) else None
 
 
 def router_trial(config: dict, store: dict, trials: dict) -> None:
@@ -143,11 +149,7 @@ def restore_tuner(cfg, store: dict, experiment: str):
 def _stopped_early(ckpt_dir: str) -> bool:
     """True when the checkpoint's metrics say it was not the trial's last epoch (the plateau
     rule stopped it: sweep/tuning/stopping.py)."""
-    p = os.path.join(ckpt_dir, "metrics.json")
-    if not os.path.exists(p):
-        return False
-    with open(p) as f:
-        return json.load(f).get("final", True) is False
+    return _checkpoint_metrics(ckpt_dir).get("final", True) is False
 
 
 def collect(result_grid) -> list[dict]:
