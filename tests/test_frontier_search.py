@@ -9,7 +9,8 @@ from ray.tune.search import Searcher
 
 from sweep.config import load_config
 from sweep.errors import UserError
-from sweep.tuning.frontier_plan import FrontierPlan, hypervolume, pareto
+from sweep.tuning.frontier_plan import (FrontierPlan, _setting, contributions,
+                                         hypervolume, pareto)
 from sweep.tuning.search import FrontierSearcher, plans, val_points
 
 ONE = [{"family": "f", "lam": 0.0, "tau": 1.0, "seed": 0}]
@@ -57,27 +58,53 @@ def test_stops_at_the_tolerance_and_at_the_budget():
     assert len(_run(FrontierPlan(ONE, lams=[0, 1], budget=5, tol=0), slight)) == 5
     two_seeds = [dict(ONE[0], seed=0), dict(ONE[0], seed=1)]
     short = FrontierPlan(two_seeds, lams=[0, 1], coarse=3, budget=7, tol=0)
-    assert _run(short, lambda p: [[p["lam"], math.sqrt(p["lam"])]]) == [0, 0, 0.5, 0.5, 1, 1]
-    assert short.runs == 6                              # a fourth λ would need 8 > 7
+    # coarse on seed 0: 3 trials. Refining at ¼ would need 3 + 1 trials, plus the seed 1 of
+    # the 3 frontier configurations and of the new one: 8 > 7, so the plan replicates: by
+    # contribution against cost 1.5 (one mean gap beyond 1): ½ (0.354), 1 (0.146), 0 (0);
+    # then nothing is missing and refining still does not fit: done at 6
+    assert _run(short, lambda p: [[p["lam"], math.sqrt(p["lam"])]]) == [0, .5, 1, .5, 1, 0]
+    assert short.runs == 6 and short.finished
 
 
-def test_seeds_are_averaged_and_failures_are_skipped():
+def test_replicas_go_to_the_frontier_and_seeds_are_averaged():
     two = [dict(ONE[0], seed=0), dict(ONE[0], seed=1)]
-    plan = FrontierPlan(two, lams=[0, 1], coarse=2, budget=10, tol=0)
+    plan = FrontierPlan(two, lams=[0, 1], coarse=2, budget=10, tol=1.0)   # never refines
     batch = plan.next_points() + plan.next_points()     # the coarse batches go out together
-    assert [p["lam"] for p in batch] == [0, 0, 1, 1] and plan.next_points() == []
+    assert [(p["lam"], p["seed"]) for p in batch] == [(0, 0), (1, 0)]
+    assert plan.next_points() == []
+    objective = lambda p: [[p["lam"], 0.5 + 0.2 * p["seed"] + 0.1 * p["lam"]]]  # noqa: E731
     for p in batch:
-        plan.add(p, None if p["lam"] == 1 and p["seed"] == 1 else
-                 [[p["lam"], 0.5 + 0.2 * p["seed"] + 0.1 * p["lam"]]])
-    assert plan.outstanding == 0
-    # λ=0: seeds (0, .5), (0, .7) -> (0, .6); λ=1: seed 0 only, (1, .6): dominated by (0, .6)
-    assert plan.val_front() == [(0.0, pytest.approx(0.6), 0.0)]
+        plan.add(p, objective(p))
+    # front (0, .5), (1, .6); contributions against cost 2: .5 and .1, so λ 0 first
+    [rep] = plan.next_points()
+    assert (rep["lam"], rep["seed"]) == (0, 1)
+    plan.add(rep, objective(rep))  # (0, .7): λ 0's seed mean (0, .6) dominates λ 1's (1, .6)
+    assert plan.val_front() == [(0.0, pytest.approx(0.6), 0.0, _setting(ONE[0]))]
+    assert plan.next_points() == [] and plan.finished and plan.runs == 3   # λ 1: off the front
+
+
+def test_a_failed_trial_adds_nothing():
+    plan = FrontierPlan(ONE, lams=[0, 1], coarse=2, budget=4, tol=0)
+    a, b = plan.next_points() + plan.next_points()
+    plan.add(a, None)
+    plan.add(b, [[1.0, 0.9]])
+    assert plan.outstanding == 0 and plan.val_front() == [(1.0, 0.9, 1.0, _setting(ONE[0]))]
+
+
+def test_the_search_seed_picks_the_exploring_seed():
+    three = [dict(ONE[0], seed=s) for s in (7, 8, 9)]
+    for seed, want in ((0, 7), (1, 8), (4, 8)):
+        plan = FrontierPlan(three, lams=[0, 1], coarse=2, seed=seed)
+        assert {p["seed"] for p in plan.next_points() + plan.next_points()} == {want}
 
 
 def test_pareto_and_hypervolume_by_hand():
     front = pareto([(1, .5, 0), (2, .5, 1), (2, .8, 2), (3, .7, 3), (4, .9, 4)])
     assert front == [(1, .5, 0), (2, .8, 2), (4, .9, 4)]
     assert hypervolume(front) == pytest.approx(3 * .5 + 2 * .3 + 0 * .1)
+    # exclusive shares against cost 5.5 (one mean gap, 1.5, beyond 4): (2-1)(.5-0),
+    # (4-2)(.8-.5), (5.5-4)(.9-.8)
+    assert contributions(front) == pytest.approx([.5, .6, .15])
 
 
 def test_the_searcher_speaks_tunes_protocol(tmp_path):
@@ -112,10 +139,11 @@ def test_plans_follow_each_familys_grid():
     by_family = plans(cfg)
     assert set(by_family) == {"experts", "exits"}
     gater = by_family["experts"]
-    assert len(gater.template) == len(cfg.gater.taus) * len(cfg.gater.seeds)
-    assert gater.todo == [min(cfg.gater.lams), np.mean([min(cfg.gater.lams),
-                                                        max(cfg.gater.lams)]),
-                          max(cfg.gater.lams)] and gater.budget == 30
+    assert len(gater.settings) == len(cfg.gater.taus) and gater.seeds == list(cfg.gater.seeds)
+    assert [b[0][0] for b in gater.todo] == [min(cfg.gater.lams), np.mean(
+        [min(cfg.gater.lams), max(cfg.gater.lams)]), max(cfg.gater.lams)]
+    assert gater.budget == 30 and gater.seed == cfg.gater.seeds[0]
+    assert all(len(b) == len(cfg.gater.taus) for b in gater.todo)   # every τ, one seed
 
 
 @pytest.mark.parametrize("sets, message", [

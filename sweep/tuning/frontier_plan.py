@@ -2,22 +2,28 @@
 
 Pure Python (no Ray): `sweep/tuning/search.py` adapts it to Tune's Searcher API.
 
-One plan per family. A *batch* is every grid point of the family at one λ (its τ × seeds ×
-variants × axes: `template`, the family's grid at one λ with λ replaced). The plan
+One plan per family. The family's grid at one λ is the `template`: its *settings* (τ x
+variants x axes) times its seeds. A *configuration* is one (λ, setting); its val point is the
+mean over the seeds run of it. The plan explores with ONE training seed (the `seed`-th of the
+grid's seeds, so the search seed picks it) and then
 
-1. runs the coarse grid first: `coarse` λ values evenly spaced over [min λ, max λ] of the
-   family's configured grid (both ends included), as one batch each;
-2. then, once every outstanding batch is in, places ONE new λ: the val frontier of everything
-   so far (each configuration's seed-mean val points, `val_points`; cost minimised, accuracy
-   maximised) sorted by cost; between each pair of neighbouring frontier points that come from
-   different λ, the gap's area (Δcost × Δaccuracy, the hypervolume a point in between could
-   add at most); the new λ is the midpoint of the λ pair with the largest area (ties: the
-   lower λ);
-3. stops when the next batch would exceed `budget` trials, when the largest gap is at most
-   `tol` × the frontier's hypervolume (against the costliest point and accuracy 0), or when no
-   pair of neighbours differs in λ by more than `min_step`.
+1. runs the coarse grid: `coarse` λ values evenly spaced over [min λ, max λ] of the family's
+   configured grid (both ends included), each with every setting, as one batch;
+2. then, once every outstanding trial is in, places ONE new λ: on the val frontier of every
+   configuration so far (cost minimised, accuracy maximised; sorted by cost), between each pair
+   of neighbouring points whose λ differ by more than `min_step`, the gap's area (Δcost x
+   Δaccuracy: the hypervolume a point in between could add at most); the new λ is the midpoint
+   of the pair with the largest area (ties: the lower λ), run with the settings of the pair's
+   two points (one or two trials: where the frontier is, not every setting);
+3. replicates instead: the frontier's configurations, largest hypervolume contribution first,
+   get the grid's other seeds, one configuration per batch, when the largest gap is at most
+   `tol` x the frontier's hypervolume (against the costliest point and accuracy 0), when no
+   pair is left to split, or when refining would leave too little budget to replicate every
+   configuration of the frontier (the new ones included): the frontier reported is never one
+   seed's luck;
+4. stops when the next batch would exceed `budget` trials, or nothing is left to run.
 
-Deterministic: the same results give the same λ sequence (no random draw at all).
+Deterministic: the same seed and results give the same sequence of points (no random draw).
 """
 from __future__ import annotations
 
@@ -26,94 +32,130 @@ import numpy as np
 DIGITS = 6          # λ values are rounded to this many decimals (stable names and keys)
 
 
-def _key(point: dict) -> tuple:
-    """A configuration without its seed (the seeds' val points are averaged)."""
-    return tuple(sorted((k, repr(v)) for k, v in point.items() if k != "seed"))
+def _setting(point: dict) -> tuple:
+    """A point without its λ and seed: τ, variant, axes (hashable, order-free)."""
+    return tuple(sorted((k, repr(v)) for k, v in point.items() if k not in ("lam", "seed")))
 
 
 def pareto(points) -> list:
-    """The non-dominated (cost, accuracy, λ) triples, sorted by cost (ties: higher accuracy)."""
+    """The non-dominated (cost, accuracy, λ, ...) tuples, sorted by cost (ties: higher
+    accuracy, then the rest of the tuple)."""
     out = []
-    for c, a, lam in sorted(points, key=lambda p: (p[0], -p[1], p[2])):
-        if not out or a > out[-1][1]:
-            out.append((c, a, lam))
+    for p in sorted(points, key=lambda p: (p[0], -p[1], *p[2:])):
+        if not out or p[1] > out[-1][1]:
+            out.append(p)
     return out
 
 
-def hypervolume(front) -> float:
-    """Area dominated by the frontier (sorted by cost) within [0, max cost] x [0, accuracy]."""
+def hypervolume(front, ref=None) -> float:
+    """Area dominated by the frontier (sorted by cost) within [0, ref] x [0, accuracy]; ref:
+    the cost of reference (default: the frontier's costliest point)."""
     if not front:
         return 0.0
-    ref = max(c for c, _, _ in front)
-    return float(sum((ref - c) * (a - prev) for (c, a, _), prev in
-                     zip(front, [0.0] + [a for _, a, _ in front[:-1]])))
+    ref = max(p[0] for p in front) if ref is None else ref
+    return float(sum((ref - p[0]) * (p[1] - prev) for p, prev in
+                     zip(front, [0.0] + [q[1] for q in front[:-1]])))
 
 
-def largest_gap(front, done_lams, *, min_step) -> tuple:
-    """(area, λ between) of the widest gap between neighbours of different λ; (0, None)."""
-    best = (0.0, None)
-    for (c0, a0, l0), (c1, a1, l1) in zip(front, front[1:]):
+def contributions(front) -> list:
+    """Each frontier point's exclusive hypervolume (what removing it alone would lose), the
+    reference cost one mean cost gap beyond the costliest point (so that point counts too)."""
+    costs = [p[0] for p in front]
+    ref = max(costs) + (max(costs) - min(costs)) / max(1, len(front) - 1) if front else 0.0
+    hv = hypervolume(front, ref)
+    return [hv - hypervolume(front[:i] + front[i + 1:], ref) for i in range(len(front))]
+
+
+def largest_gap(front, done, *, min_step) -> tuple:
+    """(area, λ between, [settings]) of the widest gap between neighbours whose λ differ by
+    more than min_step and whose (λ between, setting) are not all in `done`; (0, None, [])."""
+    best = (0.0, None, [])
+    for (c0, a0, l0, s0), (c1, a1, l1, s1) in zip(front, front[1:]):
         lam = round((l0 + l1) / 2, DIGITS)
-        if abs(l1 - l0) <= min_step or lam in done_lams:
+        todo = [s for s in dict.fromkeys((s0, s1)) if (lam, s) not in done]
+        if abs(l1 - l0) <= min_step or not todo:
             continue
         area = (c1 - c0) * (a1 - a0)
         if area > best[0] or (area == best[0] and best[1] is not None and lam < best[1]):
-            best = (area, lam)
+            best = (area, lam, todo)
     return best
 
 
 class FrontierPlan:
     """The λ placement of one family (module doc)."""
 
-    def __init__(self, template: list, *, lams, coarse=3, budget=0, tol=1e-3, min_step=1e-3):
-        self.template = [{k: v for k, v in p.items() if k != "lam"} for p in template]
+    def __init__(self, template: list, *, lams, coarse=3, budget=0, tol=1e-3, min_step=1e-3,
+                 seed=0):
+        points = [{k: v for k, v in p.items() if k != "lam"} for p in template]
+        self.seeds = list(dict.fromkeys(p.get("seed") for p in points))
+        self.seed = self.seeds[seed % len(self.seeds)]          # the exploring trials' seed
+        self.settings = {_setting(p): {k: v for k, v in p.items() if k != "seed"}
+                         for p in points}                        # setting -> its point fields
         lo, hi = float(min(lams)), float(max(lams))
         grid = np.linspace(lo, hi, max(1, coarse)) if hi > lo else np.array([lo])
-        self.todo = [round(float(x), DIGITS) for x in dict.fromkeys(grid.tolist())]
-        self.budget = budget or len(self.template) * len(lams)
+        self.todo = [[(round(float(x), DIGITS), s, self.seed) for s in self.settings]
+                     for x in dict.fromkeys(grid.tolist())]     # batches of (λ, setting, seed)
+        self.budget = budget or len(points) * len(lams)
         self.tol, self.min_step = tol, min_step
         self.runs, self.outstanding, self.lams, self.finished = 0, 0, [], False
-        self.results: dict = {}          # configuration key -> {"lam", "points": [per seed]}
+        self.ran: set = set()                    # (λ, setting, seed) handed out
+        self.results: dict = {}                  # (λ, setting) -> [val points per seed]
 
     def next_points(self) -> list:
         """The points to run now (empty while results are outstanding or when done)."""
         if self.finished or (self.outstanding and not self.todo):
             return []                    # the coarse batches go out together; then one by one
         if not self.todo:
-            lam = self._next_lam()
-            if lam is None:
+            batch = self._next_batch()
+            if not batch:
                 self.finished = True
                 return []
-            self.todo.append(lam)
-        lam = self.todo.pop(0)
-        if self.runs + len(self.template) > self.budget:
+            self.todo.append(batch)
+        batch = self.todo.pop(0)
+        if self.runs + len(batch) > self.budget:
             self.finished = True
             return []
-        batch = [{**p, "lam": lam} for p in self.template]
-        self.lams.append(lam)
+        self.ran.update(batch)
+        self.lams += [lam for lam, _, _ in batch if lam not in self.lams]
         self.runs += len(batch)
         self.outstanding += len(batch)
-        return batch
+        return [{**self.settings[s], "lam": lam, "seed": seed} for lam, s, seed in batch]
 
     def add(self, point: dict, val_points) -> None:
         """One trial's result: its val (cost, accuracy) points (None: the trial failed)."""
         self.outstanding -= 1
         if val_points:
-            entry = self.results.setdefault(_key(point), {"lam": point["lam"], "points": []})
-            entry["points"].append(np.asarray(val_points, float).reshape(-1, 2))
+            key = (round(float(point["lam"]), DIGITS), _setting(point))
+            self.results.setdefault(key, []).append(np.asarray(val_points, float).reshape(-1, 2))
 
     def val_front(self) -> list:
-        """The frontier of every configuration's seed-mean val points: (cost, accuracy, λ)."""
+        """The frontier of every configuration's seed-mean val points: (cost, accuracy, λ,
+        setting)."""
         pts = []
-        for entry in self.results.values():
-            same = [p for p in entry["points"] if p.shape == entry["points"][0].shape]
-            mean = np.mean(same, axis=0)
-            pts += [(float(c), float(a), entry["lam"]) for c, a in mean]
+        for (lam, s), runs in self.results.items():
+            mean = np.mean([p for p in runs if p.shape == runs[0].shape], axis=0)
+            pts += [(float(c), float(a), lam, s) for c, a in mean]
         return pareto(pts)
 
-    def _next_lam(self):
+    def _next_batch(self) -> list:
+        """A refining batch (a new λ in the largest gap), else a replicating one, else []."""
         front = self.val_front()
-        area, lam = largest_gap(front, set(self.lams), min_step=self.min_step)
-        if lam is None or area <= self.tol * hypervolume(front):
-            return None
-        return lam
+        done = {(lam, s) for lam, s, _ in self.ran}
+        area, lam, todo = largest_gap(front, done, min_step=self.min_step)
+        # refine only while the budget still covers the seeds the frontier lacks, the new
+        # configurations' included: the frontier found is never left on one seed
+        reserve = len(self._missing(front)) + len(todo) * (len(self.seeds) - 1)
+        if lam is not None and area > self.tol * hypervolume(front) and \
+                self.runs + len(todo) + reserve <= self.budget:
+            return [(lam, s, self.seed) for s in todo]
+        missing = self._missing(front)
+        return [m for m in missing if m[:2] == missing[0][:2]]     # one configuration
+
+    def _missing(self, front) -> list:
+        """(λ, setting, seed) the frontier's configurations lack, the configuration with the
+        largest hypervolume contribution first (a configuration once: the EM router's curve
+        puts several points of one on the frontier)."""
+        order = np.argsort(-np.asarray(contributions(front)), kind="stable")
+        configs = dict.fromkeys((front[i][2], front[i][3]) for i in order)
+        return [(lam, s, seed) for lam, s in configs for seed in self.seeds
+                if (lam, s, seed) not in self.ran]
