@@ -55,7 +55,7 @@ def test_batches_follow_the_generator_and_cover_every_index():
 
 def _step_inputs():
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(4, 3, 16, 16, generator=gen)
+    x = torch.randint(0, 256, (4, 16, 16, 3), generator=gen, dtype=torch.uint8)   # images
     logits = torch.randn(4, 3, 5, generator=gen)
     labels = torch.tensor([0, 1, 2, 3])
     return x, logits, labels, torch.tensor([1.0, 3.0, 2.0])
@@ -71,7 +71,7 @@ def test_step_fp32_is_the_composite_loss_of_one_gumbel_draw():
     opt = torch.optim.SGD(gater.parameters(), lr=0.1)
     out = G._step(gater, opt, x, lambda: logits, labels, costs=costs, lam=0.6, tau=0.7,
                   ce_scale=2.0, generator=torch.Generator().manual_seed(9))
-    z, y_soft = G.gumbel_softmax_st(ref(x).float(), tau=0.7,
+    z, y_soft = G.gumbel_softmax_st(ref(G.to_float_nchw(x)).float(), tau=0.7,
                                     generator=torch.Generator().manual_seed(9))
     want = G.composite_loss(z=z, y_soft=y_soft, expert_logits=logits, labels=labels,
                             costs=costs, lam=0.6, ce_scale=2.0)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +56,61 @@ class Gater(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x float [B,3,g,g] -> routing logits l [B,E]."""
         x = x.contiguous(memory_format=self.memory_format)  # a no-op for to_float_nchw's output
-        h = self.down(self.trunk(x)).mean(dim=(2, 3))                        # [B,d]
-        return self.head(h)
+        return self.tail(self.trunk(x))
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        """The layers after the trunk: trunk activations h [B,128,h,w] -> routing logits [B,E]."""
+        h = h.contiguous(memory_format=self.memory_format)
+        return self.head(self.down(h).mean(dim=(2, 3)))                       # [B,d] -> [B,E]
+
+    def route_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """What a trainer feeds: uint8 images [B,g,g,3] run the whole gater; cached activations
+        of a FROZEN trunk [B,128,h,w] (float16 / float32, `trunk_features`) only its tail."""
+        if batch.dtype == torch.uint8:
+            return self(to_float_nchw(batch))
+        return self.tail(batch.float())
+
+    def freeze_trunk(self) -> "Gater":
+        """gater.trunk: frozen: the trunk keeps its weights (no gradient, no optimiser state)."""
+        self.trunk.requires_grad_(False)
+        return self
+
+
+def trunk_state_sha256(trunk: nn.Module) -> str:
+    """Hash of a trunk's weights (names, shapes, float32 bytes): the frozen trunk's cache key."""
+    h = hashlib.sha256()
+    for k, v in sorted(trunk.state_dict().items()):
+        h.update(f"{k}{tuple(v.shape)}".encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def frozen_trunk(*, seed: int, state: dict | None = None) -> nn.Module:
+    """The ONE trunk every frozen-trunk trial shares: `state` (e.g. the ImageNet weights), else
+    the init of torch.manual_seed(seed) (the data seed: trials differ in their tail only)."""
+    torch.manual_seed(seed)
+    return Gater(1, embed_dim=1, trunk_state=state).trunk.eval().requires_grad_(False)
+
+
+TRUNK_DTYPES = {"fp16": np.float16, "fp32": np.float32}
+FP16_MAX = 65504.0
+
+
+@torch.no_grad()
+def trunk_features(trunk: nn.Module, gater_input, *, dtype="fp16", device="cpu",
+                   batch_size=256) -> np.ndarray:
+    """Activations of a frozen trunk, [N,128,h,w] in `dtype` (NCHW numpy; the store's copy),
+    from uint8 gater input [N,g,g,3]. ValueError if fp16 would overflow (post-ReLU: never in
+    practice; checked rather than silently infinite)."""
+    trunk = trunk.to(device).eval()
+    out = [trunk(to_float_nchw(torch.as_tensor(np.asarray(gater_input[i:i + batch_size]))
+                               .to(device))).float().contiguous().cpu().numpy()
+           for i in range(0, len(gater_input), batch_size)]
+    feats = np.concatenate(out) if out else np.zeros((0, 128, 1, 1), np.float32)
+    if dtype == "fp16" and feats.size and np.abs(feats).max() > FP16_MAX:
+        raise ValueError("gater.trunk_cache_dtype: fp16 overflows on these trunk activations "
+                         f"(max {np.abs(feats).max():.3g}); use fp32")
+    return feats.astype(TRUNK_DTYPES[dtype])
 
 
 @functools.lru_cache(maxsize=1)
@@ -109,14 +163,16 @@ def composite_loss(*, z, y_soft, expert_logits, labels, costs, lam: float, ce_sc
 @dataclass
 class GaterData:
     """Tensors of one split as the trainers read them (views on the store, no copies)."""
-    gater_input: torch.Tensor      # uint8 [N,g,g,3]
+    gater_input: torch.Tensor      # uint8 [N,g,g,3], or a frozen trunk's float [N,128,h,w]
     expert_logits: torch.Tensor    # float32 [N,E,C]
     labels: torch.Tensor           # int64 [N]
 
     @classmethod
-    def from_store(cls, split: dict, device="cpu") -> "GaterData":
+    def from_store(cls, split: dict, device="cpu", *, inputs="gater_input") -> "GaterData":
+        """inputs: the array the gater reads, "gater_input" (images) or "trunk_features" (a
+        frozen trunk's cached activations)."""
         t = lambda a: torch.as_tensor(np.asarray(a)).to(device)
-        return cls(t(split["gater_input"]), t(split["expert_logits"]), t(split["label"]))
+        return cls(t(split[inputs]), t(split["expert_logits"]), t(split["label"]))
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator):
@@ -135,7 +191,7 @@ def _step(gater, opt, x, logits_fn, labels, *, costs, lam, tau, ce_scale, genera
     precision "bf16": the gater's forward (and so its backward) runs under bfloat16 autocast
     (tensor cores on GPU, AMX on recent Xeons); weights, Adam and the loss stay float32."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        routing_logits = gater(x)                                             # [B,E]
+        routing_logits = gater.route_logits(x)                                # [B,E]
     z, y_soft = gumbel_softmax_st(routing_logits.float(), tau=tau, generator=generator)
     loss, l_class, l_lat = composite_loss(z=z, y_soft=y_soft, expert_logits=logits_fn(),
                                           labels=labels, costs=costs, lam=lam, ce_scale=ce_scale)
@@ -164,7 +220,7 @@ def train_epoch(gater, opt, data: GaterData, *, costs, lam, tau, batch_size=32, 
     rows = []
     for idx in _batches(len(data.labels), batch_size, generator):
         idx_d = idx.to(data.labels.device)
-        x = to_float_nchw(data.gater_input[idx_d])
+        x = data.gater_input[idx_d]               # uint8 images, or a frozen trunk's activations
         rows.append(_step(gater, opt, x, lambda: data.expert_logits[idx_d], data.labels[idx_d],
                           costs=costs, lam=lam, tau=tau, ce_scale=ce_scale, generator=generator,
                           precision=precision))
@@ -186,9 +242,9 @@ def train_epoch_algorithm1(gater, opt, experts, *, images, gater_input, labels, 
             with torch.no_grad():
                 return torch.stack([e(expert_input(i, images[idx]))
                                     for i, e in enumerate(experts)], dim=1)  # [B,E,C]
-        x = to_float_nchw(gater_input[idx])
-        rows.append(_step(gater, opt, x, logits_fn, labels[idx], costs=costs, lam=lam, tau=tau,
-                          ce_scale=ce_scale, generator=generator, precision=precision))
+        rows.append(_step(gater, opt, gater_input[idx], logits_fn, labels[idx], costs=costs,
+                          lam=lam, tau=tau, ce_scale=ce_scale, generator=generator,
+                          precision=precision))
     return _mean_metrics(rows, lam=lam, tau=tau)
 
 
@@ -199,7 +255,7 @@ def route(gater, gater_input: torch.Tensor, *, mode="argmax", tau=1.0, generator
     gater.eval()
     out = []
     for i in range(0, len(gater_input), batch_size):
-        logits = gater(to_float_nchw(gater_input[i:i + batch_size]))
+        logits = gater.route_logits(gater_input[i:i + batch_size])
         if mode == "sampled":
             logits = gumbel_softmax_st(logits, tau=tau, generator=generator)[0]
         out.append(logits.argmax(-1).cpu())

@@ -5,7 +5,7 @@ A family is everything the stages need to know about one kind of router:
     stage    what the entry gives it
     config   `section` + `config` (its dataclass), `rules` (one per field of it, the λ range
              included: `section_rules`), `check` (checks across its fields)
-    store    `store_part`: the feature-store part its trials read
+    store    `store_part`: the feature-store part its trials read (`parts`: more, by config)
     tuning   `settings` (what a trial gets besides the store) and `trial` (the trial itself)
     tables   `costs`, `assemble` (decisions + baselines -> rows), `method(s)`, `cost_unit`
     report   `words`: what λ and τ weigh in this family (manifest.json "families")
@@ -47,6 +47,10 @@ def _one_variant(cfg) -> tuple:
     return (None,)
 
 
+def _no_parts(cfg) -> tuple:
+    return ()
+
+
 @dataclass(frozen=True)
 class Family:
     name: str                   # the `family` column of the tables, e.g. "experts"
@@ -68,6 +72,8 @@ class Family:
     preflight: Callable = _nothing   # (cfg) -> None: checks reading files or the network
     extras: Callable = _no_extras    # (cfg) -> {key: arrays} shipped to trials with the store
     cost_manifest: Callable | None = None   # (cfg, meta, costs) -> manifest["costs"] entries
+    parts: Callable = _no_parts         # (cfg) -> store parts its trials read besides
+                                        # store_part (e.g. the gater's frozen-trunk activations)
     variants: Callable = _one_variant   # (cfg) -> variants its grid sweeps (None = the method
                                         # as is); a point's "variant" is its rows' `variant`
     axes: tuple = ()                    # fields of its section `sweep.axes` may sweep: those

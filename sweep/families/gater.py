@@ -36,6 +36,10 @@ class GaterConfig:
     eval_route: str = "argmax"           # argmax | sampled
     precision: str = "fp32"              # fp32 | bf16: autocast for the gater in training
                                          # (GPU tensor cores, CPU AMX); decisions in fp32
+    trunk: str = "trained"               # trained (the paper) | frozen: the trunk's activations
+                                         # cached in the store, only the tail trains (variant
+                                         # "frozen trunk") | both (a grid axis)
+    trunk_cache_dtype: str = "fp16"      # fp16 | fp32: the frozen trunk's cached activations
     lams: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
     taus: tuple[float, ...] = (0.5, 1.0, 2.0)
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -44,7 +48,23 @@ class GaterConfig:
 # one rule per field of the section besides enabled / lams / taus / seeds (Family.section_rules)
 RULES = {"gater_size": SIZE, "embed_dim": COUNT, "trunk_pretrained": Flag(), "lr": POS,
          "batch_size": COUNT, "epochs": COUNT, "ce_scale": POS,
-         "eval_route": Choice(("argmax", "sampled")), "precision": Choice(("fp32", "bf16"))}
+         "eval_route": Choice(("argmax", "sampled")), "precision": Choice(("fp32", "bf16")),
+         "trunk": Choice(("trained", "frozen", "both")),
+         "trunk_cache_dtype": Choice(tuple(G.TRUNK_DTYPES))}
+
+FROZEN = "frozen trunk"                 # the variant of a frozen-trunk trial and its rows
+
+
+def variants(cfg) -> tuple:
+    """gater.trunk -> the grid's variants: the paper's trained trunk is the method as is
+    (variant null), a frozen one is variant "frozen trunk"; "both" sweeps the two."""
+    t = cfg.gater.trunk
+    return (None, FROZEN) if t == "both" else (FROZEN if t == "frozen" else None,)
+
+
+def parts(cfg) -> tuple:
+    """A frozen trunk's trials also read the store's `gater_trunk` part."""
+    return ("gater_trunk",) if cfg.gater.trunk != "trained" else ()
 
 
 def preflight(cfg) -> None:
@@ -92,27 +112,38 @@ def settings(cfg, costs) -> dict:
     g = cfg.gater
     return {"lr": g.lr, "batch_size": g.batch_size, "epochs": g.epochs, "ce_scale": g.ce_scale,
             "embed_dim": g.embed_dim, "trunk_pretrained": g.trunk_pretrained,
-            "precision": g.precision, "eval_route": g.eval_route,
+            "precision": g.precision, "eval_route": g.eval_route, "trunk_seed": cfg.data.seed,
             "expert_ms": costs["expert_ms"], "gater_ms": costs["gater_ms"]}
 
 
-def new_gater(s: dict, store: dict, *, seed: int):
+def new_gater(s: dict, store: dict, *, seed: int, frozen: bool = False):
     """The trial's gater: seeded init; the trunk from the store's pretrained weights when
-    `trunk_pretrained` (the driver put them there; workers never download)."""
+    `trunk_pretrained` (the driver put them there; workers never download). Frozen: THE shared
+    trunk whose activations the store caches (built as sweep/store/build.py builds it: the
+    same weights, so the saved model is the one whose activations it trained on)."""
+    pretrained = store["gater_trunk"] if s.get("trunk_pretrained") else None
+    if not frozen:
+        torch.manual_seed(seed)
+        return G.Gater(len(s["expert_ms"]), embed_dim=s["embed_dim"], trunk_state=pretrained)
+    trunk = G.frozen_trunk(seed=s["trunk_seed"], state=pretrained)
     torch.manual_seed(seed)
-    trunk = store["gater_trunk"] if s.get("trunk_pretrained") else None
-    return G.Gater(len(s["expert_ms"]), embed_dim=s["embed_dim"], trunk_state=trunk)
+    gater = G.Gater(len(s["expert_ms"]), embed_dim=s["embed_dim"])
+    gater.trunk.load_state_dict(trunk.state_dict())
+    return gater.freeze_trunk()
+
+
 
 
 def trial(point: dict, s: dict, store: dict, session) -> None:
     """Train one gater from cached expert logits, reporting + checkpointing every epoch; the
     last report carries the routes on val and test. A non-finite loss ends it as failed."""
-    device = session.device
-    train, val = (G.GaterData.from_store(store[k], device) for k in ("train", "val"))
-    test = G.GaterData.from_store(store["test"], device)
+    device, frozen = session.device, point.get("variant") == FROZEN
+    inputs = "trunk_features" if frozen else "gater_input"     # frozen: the cached activations
+    train, val, test = (G.GaterData.from_store(store[k], device, inputs=inputs)
+                        for k in ("train", "val", "test"))
     costs = torch.tensor(s["expert_ms"], dtype=torch.float32, device=device)
-    gater = new_gater(s, store, seed=point["seed"]).to(device)
-    opt = torch.optim.Adam(gater.parameters(), lr=s["lr"])
+    gater = new_gater(s, store, seed=point["seed"], frozen=frozen).to(device)
+    opt = torch.optim.Adam([p for p in gater.parameters() if p.requires_grad], lr=s["lr"])
     gen = torch.Generator(device=device).manual_seed(point["seed"])
     state, start = session.restore(), 0
     if state:
@@ -204,5 +235,5 @@ FAMILY = register(Family(
                 title="Expert family — gater over frozen experts (cost: latency, ms)"),
     store_part="experts", costs=expert_costs, settings=settings, trial=trial, assemble=assemble,
     lam_range=G.LAM_RANGE, rules=RULES, preflight=preflight, extras=extras,
-    cost_manifest=cost_manifest,
+    cost_manifest=cost_manifest, variants=variants, parts=parts,
     axes=("lr", "batch_size", "epochs", "ce_scale", "embed_dim", "eval_route", "precision")))

@@ -1,15 +1,17 @@
 """The shared feature store: frozen models' outputs on every split x severity, computed once.
 
-Two parts, each cached under its own content hash so toggling a family rebuilds nothing else:
+Parts, each cached under its own content hash so toggling a family rebuilds nothing else:
 
 * `experts`: expert logits [N,E,C], the gater's downsampled input [N,g,g,3] uint8, measured
   latency (batch 1) and FLOPs of every expert and of the gater.
 * `exits`:   pooled features after each ResNet stage [N,d_k], exit-head logits [N,K,C], the
   cumulative FLOPs of each exit.
+* `gater_trunk` (only with `gater.trunk: frozen | both`): the frozen trunk's activations
+  [N,128,h,w] (fp16 or fp32) of the gater's input; keyed by the trunk weights' sha256.
 
 Both carry label / severity / corruption / sample_id. `build_store` returns the merged in-memory
 store `{"meta": {...}, "train"|"val"|"test": {name: ndarray}}` (layout: docs/architecture.md).
-A run builds the parts its enabled families read (`Family.store_part`).
+A run builds the parts its enabled families read (`Family.store_part`, `Family.parts`).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from sweep.store.same_build import SAME_BUILD_AS
 from trainers import experts as zoo
 from trainers import multiexit as mx
 from trainers.cost import count_flops, measure_latency_ms
+from trainers import gater as G
 from trainers.gater import Gater
 
 # The source files whose change may change what a part holds (its key hashes them) ...
@@ -69,6 +72,10 @@ def part_key(part: str, cfg, device: str) -> str:
         what["experts"] = [dict(s) for s in resolved_expert_dicts(cfg)]
         what["gater"] = {k: getattr(cfg.gater, k) for k in ("gater_size", "embed_dim")}
         what["latency_repeats"] = cfg.experts.latency_repeats
+    elif part == "gater_trunk":
+        what["gater_trunk"] = {"gater_size": cfg.gater.gater_size,
+                               "dtype": cfg.gater.trunk_cache_dtype,
+                               "sha256": G.trunk_state_sha256(frozen_trunk(cfg))}
     else:
         what["exits"] = {k: v for k, v in dataclasses.asdict(cfg.exits).items()
                          if k in ("width", "stem", "epochs", "lr", "batch_size", "augment",
@@ -89,7 +96,7 @@ def _columns(x: dict) -> dict:
 
 def needed_parts(cfg) -> list[str]:
     """The parts the enabled families read, in PARTS order."""
-    wanted = {f.store_part for f in families.enabled(cfg)}
+    wanted = {p for f in families.enabled(cfg) for p in (f.store_part, *f.parts(cfg))}
     return [p for p in PARTS if p in wanted]
 
 
@@ -112,8 +119,15 @@ def build_store(cfg, splits, *, device: str, parts=None, log=print) -> tuple[dic
             else:
                 log(f"[features] cache hit for '{part}': {path}")
         loaded.append(store_io.load_part(path))         # complete parts never change: no lock
-        info[part] = {"path": os.path.abspath(path), "cache_hit": hit}
+        info[part] = {"path": os.path.abspath(path), "cache_hit": hit,
+                      "bytes_per_sample": bytes_per_sample(loaded[-1][0])}
     return merge_parts(loaded), info
+
+
+def bytes_per_sample(arrays: dict) -> int:
+    """What one training sample costs a part in memory: its train arrays' bytes / N."""
+    train = arrays["train"]
+    return int(sum(np.asarray(a).nbytes for a in train.values()) // max(1, len(train["label"])))
 
 
 def merge_parts(parts) -> dict:
@@ -215,6 +229,31 @@ def _build_exits(cfg, expanded, *, ncls: int, device):
     return arrays, meta
 
 
+def frozen_trunk(cfg):
+    """THE frozen trunk of `gater.trunk: frozen` (trainers.gater.frozen_trunk): ImageNet
+    weights with `gater.trunk_pretrained`, else the data seed's init."""
+    with user_errors():
+        state = G.pretrained_trunk_state() if cfg.gater.trunk_pretrained else None
+    return G.frozen_trunk(seed=cfg.data.seed, state=state)
+
+
+def _build_gater_trunk(cfg, expanded, *, ncls: int, device):
+    """The frozen trunk's activations of every split's gater input: [N,128,h,w]."""
+    trunk, dtype, t0 = frozen_trunk(cfg), cfg.gater.trunk_cache_dtype, time.perf_counter()
+    with user_errors():
+        arrays = {s: {**_columns(x), "trunk_features": G.trunk_features(
+            trunk, resize_uint8(x["images"], cfg.gater.gater_size), dtype=dtype, device=device)}
+            for s, x in expanded.items()}
+    f = arrays["train"]["trunk_features"]
+    meta = {"gater_trunk": {"sha256": G.trunk_state_sha256(trunk), "dtype": dtype,
+                            "shape": list(f.shape[1:]), "bytes_per_sample": int(f[0].nbytes),
+                            "pretrained": bool(cfg.gater.trunk_pretrained),
+                            "build_s": time.perf_counter() - t0}}
+    print(f"[features] frozen gater trunk: activations {'x'.join(map(str, f.shape[1:]))} "
+          f"{dtype}, {f[0].nbytes} bytes per sample ({time.perf_counter() - t0:.1f} s)")
+    return arrays, meta
+
+
 # part name -> builder (cfg, expanded splits, *, ncls: the class count, device)
 #   -> (arrays {split: {name: array}}, meta)
-PARTS = {"experts": _build_experts, "exits": _build_exits}
+PARTS = {"experts": _build_experts, "exits": _build_exits, "gater_trunk": _build_gater_trunk}
