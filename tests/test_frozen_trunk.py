@@ -63,8 +63,8 @@ def test_the_trunk_never_moves_and_the_tail_does():
 def test_fp16_cache_is_close_and_halves_the_bytes():
     trunk, x = G.frozen_trunk(seed=0), _split()["gater_input"]
     f32, f16 = (G.trunk_features(trunk, x, dtype=d) for d in ("fp32", "fp16"))
-    # SqueezeNet features[:5] at g = 16: conv/2 -> 7, maxpool/2 (ceil) -> 3: [N,128,3,3]
-    assert f32.shape == (N, 128, 3, 3) and f32.dtype == np.float32 and f16.dtype == np.float16
+    # SqueezeNet features[:5] at g = 16: conv/2 -> 7, maxpool/2 (ceil) -> 3: [N,3,3,128]
+    assert f32.shape == (N, 3, 3, 128) and f32.dtype == np.float32 and f16.dtype == np.float16
     assert f16.nbytes * 2 == f32.nbytes
     np.testing.assert_allclose(f16.astype(np.float32), f32, rtol=2e-3, atol=1e-3)
 
@@ -132,6 +132,6 @@ def test_the_store_part_holds_every_splits_activations(tmp_path):
     assert {s: a["trunk_features"].shape[0] for s, a in arrays.items()} == \
         {"train": 5, "val": 3, "test": 2}
     m = meta["gater_trunk"]
-    assert m["shape"] == [128, 3, 3] and m["dtype"] == "fp16"
+    assert m["shape"] == [3, 3, 128] and m["dtype"] == "fp16"
     assert m["bytes_per_sample"] == 128 * 9 * 2
     assert m["sha256"] == G.trunk_state_sha256(G.frozen_trunk(seed=cfg.data.seed))

@@ -65,10 +65,12 @@ class Gater(nn.Module):
 
     def route_logits(self, batch: torch.Tensor) -> torch.Tensor:
         """What a trainer feeds: uint8 images [B,g,g,3] run the whole gater; cached activations
-        of a FROZEN trunk [B,128,h,w] (float16 / float32, `trunk_features`) only its tail."""
+        of a FROZEN trunk [B,h,w,128] (float16 / float32, `trunk_features`; channels last like
+        the images, so the permuted view is already the tail's layout and `.float()`, which
+        keeps strides, is the one copy) only its tail."""
         if batch.dtype == torch.uint8:
             return self(to_float_nchw(batch))
-        return self.tail(batch.float())
+        return self.tail(batch.permute(0, 3, 1, 2).float())
 
     def freeze_trunk(self) -> "Gater":
         """gater.trunk: frozen: the trunk keeps its weights (no gradient, no optimiser state)."""
@@ -99,14 +101,14 @@ FP16_MAX = 65504.0
 @torch.no_grad()
 def trunk_features(trunk: nn.Module, gater_input, *, dtype="fp16", device="cpu",
                    batch_size=256) -> np.ndarray:
-    """Activations of a frozen trunk, [N,128,h,w] in `dtype` (NCHW numpy; the store's copy),
-    from uint8 gater input [N,g,g,3]. ValueError if fp16 would overflow (post-ReLU: never in
-    practice; checked rather than silently infinite)."""
+    """Activations of a frozen trunk, [N,h,w,128] in `dtype` (channels last, as numpy: the
+    store's copy), from uint8 gater input [N,g,g,3]. ValueError if fp16 would overflow
+    (post-ReLU: never in practice; checked rather than silently infinite)."""
     trunk = trunk.to(device).eval()
     out = [trunk(to_float_nchw(torch.as_tensor(np.asarray(gater_input[i:i + batch_size]))
-                               .to(device))).float().contiguous().cpu().numpy()
-           for i in range(0, len(gater_input), batch_size)]
-    feats = np.concatenate(out) if out else np.zeros((0, 128, 1, 1), np.float32)
+                               .to(device))).permute(0, 2, 3, 1).float().contiguous().cpu()
+           .numpy() for i in range(0, len(gater_input), batch_size)]          # [b,h,w,128]
+    feats = np.concatenate(out) if out else np.zeros((0, 1, 1, 128), np.float32)
     if dtype == "fp16" and feats.size and np.abs(feats).max() > FP16_MAX:
         raise ValueError("gater.trunk_cache_dtype: fp16 overflows on these trunk activations "
                          f"(max {np.abs(feats).max():.3g}); use fp32")
@@ -163,7 +165,7 @@ def composite_loss(*, z, y_soft, expert_logits, labels, costs, lam: float, ce_sc
 @dataclass
 class GaterData:
     """Tensors of one split as the trainers read them (views on the store, no copies)."""
-    gater_input: torch.Tensor      # uint8 [N,g,g,3], or a frozen trunk's float [N,128,h,w]
+    gater_input: torch.Tensor      # uint8 [N,g,g,3], or a frozen trunk's float [N,h,w,128]
     expert_logits: torch.Tensor    # float32 [N,E,C]
     labels: torch.Tensor           # int64 [N]
 

@@ -139,6 +139,8 @@ def headline(sections: dict) -> dict:
         "cached_vs_algorithm1_speedup_bf16": _get(s, "cached_vs_algorithm1", "paper", "bf16",
                                                   "speedup"),
         "cached_vs_algorithm1_speedup_tiny": _get(s, "cached_vs_algorithm1", "tiny", "speedup"),
+        "frozen_trunk_vs_algorithm1_speedup": _get(s, "cached_vs_algorithm1", "paper", "frozen",
+                                                   "speedup"),
         "slot_busy_fraction": _get(s, "orchestration", "slot_busy_fraction"),
         "ray_overhead_s_per_trial": _get(s, "orchestration", "overhead_s_per_trial"),
         "store_added_per_trial_fraction": _get(s, "store_sharing", "max_uss_added_fraction"),
@@ -184,7 +186,21 @@ def _rows_1(s) -> list:
                     f"{speed(b, 'algorithm1', '.1f')}; cached "
                     f"{_f(b.get('cached_vs_fp32_cached'), '.2f')}x the fp32 one)",
                     _f(b.get("speedup"), ".1f") + "x", "-", "-"))
+        out.append(_row_frozen(shape, r.get("frozen") or {}))
     return out
+
+
+def _row_frozen(shape: str, f: dict) -> tuple:
+    """`gater.trunk: frozen` against Algorithm 1 (target at the paper shape: >= 140x)."""
+    sp, mem = f.get("speedup"), f.get("bytes_per_sample") or {}
+    return (f"1. `gater.trunk: frozen` ({f.get('cache_dtype', '?')} activations cached), "
+            f"{shape} shape (samples/s {_f(f.get('samples_per_s'), '.0f')} "
+            f"({_f(f.get('achieved_gflops'), '.1f')} GFLOP/s); "
+            f"{_f(f.get('vs_cached'), '.2f')}x the cached trainer; FLOP ratio "
+            f"{_f(f.get('flop_ratio'), '.0f')}x; memory per sample {_f(mem.get('frozen'), ',')}"
+            f" B vs {_f(mem.get('trained'), ',')} B, {_f(f.get('memory_vs_cached'), '.1f')}x)",
+            _f(sp, ".1f") + "x", ">= 140x" if shape == "paper" else "-",
+            _met(sp, lambda v: v >= 140) if shape == "paper" else "-")
 
 
 def _rows_2_3(s) -> list:

@@ -8,6 +8,10 @@ Algorithm 1's frozen experts run under the same bf16 autocast as the gater (the 
 `precision` covers the gater only): every network a bf16 trainer runs, runs in bf16 (the cached
 one reads the store's float32 logits, as in a sweep).
 
+`gater.trunk: frozen` (the frozen-trunk trainer: the shared trunk's activations cached, fp16,
+only the tail trains) is timed against both, with its memory per sample against the cached
+store's.
+
 The FLOP ratio (torch's flop counter, per sample: Algorithm 1's step over the cached step) is a
 ratio, not a bound: speedup / FLOP ratio = cached GFLOP/s / Algorithm 1 GFLOP/s, so a row
 exceeds it whenever the cached step runs nearer the machine's peak than Algorithm 1's does
@@ -119,6 +123,35 @@ class _Arrays:
         # does not depend on the values; computing real logits for them would cost hours)
         rows = t(np.resize(np.arange(n1), sh.batch_size * sh.cached_steps))
         self.store = (self.gin[rows], self.logits[rows], self.labels[rows])
+        # gater.trunk: frozen: the shared trunk's activations of the same rows, as the store
+        # caches them (fp16 [n,h,w,128]); the frozen trainer reads them in the images' place
+        self.trunk = G.frozen_trunk(seed=0).to(device)
+        feats = t(G.trunk_features(self.trunk, gin, dtype=FROZEN_DTYPE, device=device))
+        self.frozen_store = (feats[rows], self.logits[rows], self.labels[rows])
+        self.bytes_per_sample = {"trained": gin[0].nbytes + logits[0].nbytes + 8,
+                                 "frozen": feats[0].nbytes + logits[0].nbytes + 8}
+
+
+FROZEN_DTYPE = "fp16"        # the frozen trunk's cache dtype timed (gater.trunk_cache_dtype)
+
+
+def _frozen(sh: Shape, arr: _Arrays, costs, device: str, log):
+    """The frozen-trunk trainer (`gater.trunk: frozen`): the same gater init with the shared
+    trunk frozen, trained on the cached activations. Its first-batch loss (computed before any
+    update) equals the cached trainer's up to the fp16 cache's rounding ->
+    ((epoch fn, samples), one-batch epoch fn (FLOP count), warm-up loss)."""
+    def trainer(data: G.GaterData):
+        gater, _, gen = _fresh(len(costs), sh.embed_dim, device)
+        gater.trunk.load_state_dict(arr.trunk.state_dict())
+        opt = torch.optim.Adam([p for p in gater.freeze_trunk().parameters()
+                                if p.requires_grad], lr=1e-4)
+        return lambda: G.train_epoch(gater, opt, data, costs=costs, lam=0.8, tau=1.0,
+                                     batch_size=sh.batch_size, generator=gen)
+    first = G.GaterData(*(a[:sh.batch_size] for a in arr.frozen_store))
+    warm = trainer(first)()["loss"]
+    log(f"[bench] {sh.profile} frozen trunk ({FROZEN_DTYPE} cache): warm-up loss {warm:.6f}")
+    return ((trainer(G.GaterData(*arr.frozen_store)), len(arr.frozen_store[2])),
+            trainer(first), warm)
 
 
 def _expert_input(specs):
@@ -252,13 +285,31 @@ def bench_shape(sh: Shape, *, device: str, log=print) -> dict:
     fp32, warm, cached = _pair(sh, specs, models, arr, costs, device, "fp32", log)
     bf16, warm16, _ = _pair(sh, specs, models, arr, costs, device, "bf16", log)
     trunk_epoch, trunk_step = _trunk_only(sh, arr, device)
-    t = _interleaved({**fp32, "trunk_only": (trunk_epoch, len(arr.store[2])), **bf16},
-                     sh.repeats, device)
+    frozen_epoch, frozen_step, frozen_warm = _frozen(sh, arr, costs, device, log)
+    t = _interleaved({**fp32, "trunk_only": (trunk_epoch, len(arr.store[2])), **bf16,
+                      "frozen": frozen_epoch}, sh.repeats, device)
     fps = _flops_per_sample(
         sh, specs, models, gater_step=_gater_step_flops(sh, cached, arr, device),
         trunk_step=_count(lambda: trunk_step(arr.store[0][:sh.batch_size])),
         count_flops=count_flops)
-    return _summarise(sh, specs, t, fps, {"fp32": warm, "bf16": warm16})
+    fps["frozen_step"] = _count(frozen_step) / sh.batch_size
+    out = _summarise(sh, specs, t, fps, {"fp32": warm, "bf16": warm16})
+    out["frozen"] = _frozen_summary(t, fps, arr, warm=frozen_warm, cached_warm=warm["cached"])
+    return out
+
+
+def _frozen_summary(t: dict, fps: dict, arr: _Arrays, *, warm: float, cached_warm: float):
+    """The frozen-trunk row: speed, vs Algorithm 1 and vs the cached (trained-trunk) trainer,
+    FLOP ratio against Algorithm 1, GFLOP/s, memory per sample against the cached store's."""
+    f, a, c = t["frozen"], t["algorithm1"], t["cached"]
+    return {**f, "speedup": f["samples_per_s"] / a["samples_per_s"],
+            "vs_cached": f["samples_per_s"] / c["samples_per_s"],
+            "flop_ratio": fps["algorithm1_step"] / fps["frozen_step"],
+            "achieved_gflops": _achieved_gflops(fps["frozen_step"], f),
+            "cache_dtype": FROZEN_DTYPE, "bytes_per_sample": arr.bytes_per_sample,
+            "memory_vs_cached": arr.bytes_per_sample["frozen"] / arr.bytes_per_sample["trained"],
+            "warmup_loss": {"frozen": warm, "cached": cached_warm, "abs_diff": abs(warm -
+                                                                                  cached_warm)}}
 
 
 def _summarise(sh: Shape, specs, t: dict, fps: dict, warmup: dict) -> dict:
@@ -300,6 +351,7 @@ def run(*, smoke: bool, device: str, log=print) -> dict:
         r = out[name]
         log(f"[bench] cached vs Algorithm 1 at {name}: {r['speedup']:.1f}x (FLOP ratio "
             f"{r['flop_ratio']:.1f}x; the trunk alone {r['trunk_only_bound']:.1f}x; "
-            f"gater.precision bf16 {r['bf16']['speedup']:.1f}x), "
+            f"gater.precision bf16 {r['bf16']['speedup']:.1f}x; frozen trunk "
+            f"{r['frozen']['speedup']:.1f}x), "
             f"{time.perf_counter() - t0:.0f} s")
     return out

@@ -7,7 +7,7 @@ Parts, each cached under its own content hash so toggling a family rebuilds noth
 * `exits`:   pooled features after each ResNet stage [N,d_k], exit-head logits [N,K,C], the
   cumulative FLOPs of each exit.
 * `gater_trunk` (only with `gater.trunk: frozen | both`): the frozen trunk's activations
-  [N,128,h,w] (fp16 or fp32) of the gater's input; keyed by the trunk weights' sha256.
+  [N,h,w,128] (fp16 or fp32) of the gater's input; keyed by the trunk weights' sha256.
 
 Both carry label / severity / corruption / sample_id. `build_store` returns the merged in-memory
 store `{"meta": {...}, "train"|"val"|"test": {name: ndarray}}` (layout: docs/architecture.md).
@@ -238,7 +238,7 @@ def frozen_trunk(cfg):
 
 
 def _build_gater_trunk(cfg, expanded, *, ncls: int, device):
-    """The frozen trunk's activations of every split's gater input: [N,128,h,w]."""
+    """The frozen trunk's activations of every split's gater input: [N,h,w,128]."""
     trunk, dtype, t0 = frozen_trunk(cfg), cfg.gater.trunk_cache_dtype, time.perf_counter()
     with user_errors():
         arrays = {s: {**_columns(x), "trunk_features": G.trunk_features(
