@@ -27,6 +27,7 @@ from analysis.families import legend
 from analysis.intervals import caption
 from analysis.io import load
 from analysis import m_step as MS
+from analysis import variants as VA
 from analysis.markup import display, merge_ties, section, to_html, to_markdown, to_text
 from analysis.metadata import metadata_html
 from analysis.stats import summarise_significance
@@ -213,6 +214,10 @@ def _family_html(tables: dict, family: str, figs: _Figures) -> str:
     body.append(section("Routing tables", _routing_html(tables, family, figs), level=3))
     if MS.shown_in(tables.get("m_step"), agg, family=family):
         body.append(section(MS.TITLE, to_html(MS.m_step_display(tables["m_step"])), level=3))
+    mine = _family_rows(tables, "variants", family)
+    if mine is not None and len(mine):
+        body.append(section(VA.TITLE, to_html(VA.variant_display(mine, lam_word=info["lam"])),
+                            level=3))
     baselines = tables[f"baselines/{family}"]
     body.append(section("(d) Baselines (whole test set)", figs.html(
         F.baseline_figure(baselines, family=family, unit=info["cost_unit"]))
@@ -304,6 +309,8 @@ def write_tables(tables: dict, directory, *, formats=()) -> list:
                                                          family=_info(tables, f)))
                  for title, kind, f, key in _display_tables(tables)]
         parts += [MS.m_step_markdown(tables.get("m_step"))] if len(tables.get("m_step", ())) else []
+        if len(tables.get("variants", ())):
+            parts += [f"## {VA.TITLE}\n\n" + to_markdown(VA.variant_display(tables["variants"]))]
         _atomic_write(out_dir / "tables.md", "# routesweep tables\n\n" + "\n\n".join(parts) + "\n")
         written.append(out_dir / "tables.md")
     if "csv" in formats:

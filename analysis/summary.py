@@ -24,6 +24,7 @@ from analysis import families as fam
 from analysis.frontier import SINGLE_METHODS, hull_accuracy, is_learned, select
 from analysis.io import severity_order
 from analysis.m_step import m_step_table, m_step_text
+from analysis.variants import variant_table, variant_text
 from analysis.selection import BUDGETS, at_budgets, best_on_val, full_cost
 from analysis.stats import seed_means
 from analysis.tables import route_shares
@@ -237,6 +238,8 @@ def summary_text(data: dict, *, results_dir=None, report=None) -> str:
         lines += family_text(data, family, fam.describe(manifest, family, points), severities)
     m_step = m_step_text(m_step_table(seed_means(points)))       # '' unless both M-steps ran
     lines += ["", m_step] if m_step else []
+    variants = variant_text(variant_table(points, data.get("decisions")))   # '' unless both
+    lines += ["", variants] if variants else []
     stopped = [t for t in manifest.get("trials", []) if t.get("stopped_early")]
     if stopped:
         lines += ["", f"{len(stopped)} trial(s) stopped early by the plateau rule "

@@ -21,6 +21,7 @@ from analysis.frontier import (METHOD_ORDER, SINGLE_METHODS, frontier_table, is_
                                lift_table, select)
 from analysis.io import severity_order
 from analysis.m_step import m_step_table
+from analysis.variants import variant_table
 from analysis.scores import scores_table
 from analysis.selection import best_on_val
 from analysis.stats import CONFIG, aggregate_seeds, setting_ids, significance_table
@@ -124,6 +125,7 @@ def build_tables(data: dict, *, confidence=0.95) -> dict:
               "scores": scores_table(agg), "failed": failed_table(points, data["manifest"]),
               "significance": significance_table(agg, points, decisions, severities),
               "m_step": m_step_table(agg),        # empty unless exits.m_step: both
+              "variants": variant_table(points, decisions),  # empty unless e.g. gater.trunk: both
               "verdict": verdict_table(agg, points, decisions, severities=severities,
                                        families=order, confidence=confidence),
               "manifest": data["manifest"], "points": points, "severities": severities,
