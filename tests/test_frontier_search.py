@@ -256,3 +256,31 @@ def test_an_optuna_search_end_to_end(tmp_path):
     points = pd.read_parquet(out / "points.parquet")
     lams = set(points.loc[points["method"] == "gater", "lam"])
     assert len(lams) == 5 and all(0.5 <= lam <= 1.0 for lam in lams)
+
+
+def test_two_settings_of_one_lam_are_split_towards_each_others_cost():
+    """Two τ of λ ½ far apart in cost (τ 1: (1, .5); τ 2: (3, .8)) with λ 0 and 1 placed:
+    their λ cannot be split, so τ 1 moves half way up to λ ¾ (cost rises with λ here) and
+    τ 2 half way down to ¼."""
+    two = [dict(ONE[0], tau=1.0), dict(ONE[0], tau=2.0)]
+    plan = FrontierPlan(two, lams=[0, 1], coarse=3, budget=20, tol=0)
+    table = {(0.0, 1.0): (0.5, .1), (0.0, 2.0): (0.6, .1), (0.5, 1.0): (1, .5),
+             (0.5, 2.0): (3, .8), (1.0, 1.0): (4, .81), (1.0, 2.0): (4, .81)}
+    batch = [p for _ in range(3) for p in plan.next_points()]
+    for p in batch:
+        plan.add(p, [list(table[(p["lam"], p["tau"])])])
+    # gaps: (.5,.1)->(1,.5): .5 x .4 = .2; (1,.5)->(3,.8): 2 x .3 = .6; (3,.8)->(4,.81): .01
+    got = [(p["lam"], p["tau"]) for p in plan.next_points()]
+    assert got == [(0.75, 1.0), (0.25, 2.0)]
+
+
+def test_the_cost_side_of_lam_is_read_from_the_results():
+    """EM-like: cost falls as λ rises, so the cheaper setting moves DOWN in λ."""
+    two = [dict(ONE[0], tau=1.0), dict(ONE[0], tau=2.0)]
+    plan = FrontierPlan(two, lams=[0, 1], coarse=3, budget=20, tol=0)
+    table = {(1.0, 1.0): (0.5, .1), (1.0, 2.0): (0.6, .1), (0.5, 1.0): (1, .5),
+             (0.5, 2.0): (3, .8), (0.0, 1.0): (4, .81), (0.0, 2.0): (4, .81)}
+    for p in [p for _ in range(3) for p in plan.next_points()]:
+        plan.add(p, [list(table[(p["lam"], p["tau"])])])
+    assert plan._up() == -1
+    assert [(p["lam"], p["tau"]) for p in plan.next_points()] == [(0.25, 1.0), (0.75, 2.0)]

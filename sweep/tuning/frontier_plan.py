@@ -9,16 +9,19 @@ grid's seeds, so the search seed picks it) and then
 
 1. runs the coarse grid: `coarse` λ values evenly spaced over [min λ, max λ] of the family's
    configured grid (both ends included), each with every setting, as one batch;
-2. then, once every outstanding trial is in, places ONE new λ: on the val frontier of every
-   configuration so far (cost minimised, accuracy maximised; sorted by cost), between each pair
-   of neighbouring points whose λ differ by more than `min_step`, the gap's area (Δcost x
-   Δaccuracy: the hypervolume a point in between could add at most); the new λ is the midpoint
-   of the pair with the largest area (ties: the lower λ), run with the settings of the pair's
-   two points (one or two trials: where the frontier is, not every setting);
+2. then, once every outstanding trial is in, refines ONE gap: on the val frontier of every
+   configuration so far (cost minimised, accuracy maximised; sorted by cost), each pair of
+   neighbouring points has the area Δcost x Δaccuracy (the hypervolume a point in between
+   could add at most); the pair with the largest area (ties: the lower λ) gets the midpoint of
+   their λ, run with the settings of the two points (one or two trials: where the frontier is,
+   not every setting). Two settings of ONE λ (e.g. τ 2 and τ 0.5 of λ 0.75 can be far apart
+   in cost) are split by moving each half way to the next placed λ towards the other's cost
+   (the side of λ where cost rises is read from the results: up for the gater, down for the
+   EM router);
 3. replicates instead: the frontier's configurations, largest hypervolume contribution first,
    get the grid's other seeds, one configuration per batch, when the largest gap is at most
    `tol` x the frontier's hypervolume (against the costliest point and accuracy 0), when no
-   pair is left to split, or when refining would leave too little budget to replicate every
+   pair has a split left (λ closer than `min_step`, or run already), or when refining would leave too little budget to replicate every
    configuration of the frontier (the new ones included): the frontier reported is never one
    seed's luck;
 4. stops when the next batch would exceed `budget` trials, or nothing is left to run.
@@ -66,18 +69,40 @@ def contributions(front) -> list:
     return [hv - hypervolume(front[:i] + front[i + 1:], ref) for i in range(len(front))]
 
 
-def largest_gap(front, done, *, min_step) -> tuple:
-    """(area, λ between, [settings]) of the widest gap between neighbours whose λ differ by
-    more than min_step and whose (λ between, setting) are not all in `done`; (0, None, [])."""
-    best = (0.0, None, [])
-    for (c0, a0, l0, s0), (c1, a1, l1, s1) in zip(front, front[1:]):
-        lam = round((l0 + l1) / 2, DIGITS)
-        todo = [s for s in dict.fromkeys((s0, s1)) if (lam, s) not in done]
-        if abs(l1 - l0) <= min_step or not todo:
-            continue
-        area = (c1 - c0) * (a1 - a0)
-        if area > best[0] or (area == best[0] and best[1] is not None and lam < best[1]):
-            best = (area, lam, todo)
+def _beyond(lam, lams, step, *, min_step):
+    """The midpoint between λ and the nearest placed λ on the side `step` (+1 above, -1
+    below), or None when there is none or it is within min_step."""
+    side = [x for x in lams if (x - lam) * step > min_step]
+    if not side:
+        return None
+    return round((lam + min(side, key=lambda x: abs(x - lam))) / 2, DIGITS)
+
+
+def _splits(p0, p1, lams, *, up, min_step) -> list:
+    """The (λ, setting) that could land between neighbours p0 (cheaper) and p1 on the
+    frontier: their λ midpoint with both settings; when their λ are equal (two settings, e.g.
+    τ, of one λ), each one moved half way to the next placed λ towards the other's cost (up:
+    the side of λ where cost rises)."""
+    (_, _, l0, s0), (_, _, l1, s1) = p0, p1
+    if abs(l1 - l0) > min_step:
+        mid = round((l0 + l1) / 2, DIGITS)
+        return [(mid, s) for s in dict.fromkeys((s0, s1))]
+    moved = [(_beyond(l0, lams, up, min_step=min_step), s0),
+             (_beyond(l1, lams, -up, min_step=min_step), s1)]
+    return [m for m in moved if m[0] is not None]
+
+
+def largest_gap(front, done, *, lams=(), up=1, min_step=1e-3) -> tuple:
+    """(area, [(λ, setting)]) of the widest gap between frontier neighbours (Δcost x
+    Δaccuracy) that has a split (`_splits`) not yet in `done`; (0, []) if none. Ties: the
+    split with the lower λ."""
+    best = (0.0, [])
+    for p0, p1 in zip(front, front[1:]):
+        todo = [x for x in _splits(p0, p1, lams, up=up, min_step=min_step) if x not in done]
+        area = (p1[0] - p0[0]) * (p1[1] - p0[1])
+        if todo and (area > best[0] or (area == best[0] and best[1] and
+                                        min(todo)[0] < min(best[1])[0])):
+            best = (area, todo)
     return best
 
 
@@ -141,15 +166,27 @@ class FrontierPlan:
         """A refining batch (a new λ in the largest gap), else a replicating one, else []."""
         front = self.val_front()
         done = {(lam, s) for lam, s, _ in self.ran}
-        area, lam, todo = largest_gap(front, done, min_step=self.min_step)
+        area, todo = largest_gap(front, done, lams=sorted({lam for lam, _ in done}),
+                                 up=self._up(), min_step=self.min_step)
         # refine only while the budget still covers the seeds the frontier lacks, the new
         # configurations' included: the frontier found is never left on one seed
         reserve = len(self._missing(front)) + len(todo) * (len(self.seeds) - 1)
-        if lam is not None and area > self.tol * hypervolume(front) and \
+        if todo and area > self.tol * hypervolume(front) and \
                 self.runs + len(todo) + reserve <= self.budget:
-            return [(lam, s, self.seed) for s in todo]
+            return [(lam, s, self.seed) for lam, s in todo]
         missing = self._missing(front)
         return [m for m in missing if m[:2] == missing[0][:2]]     # one configuration
+
+    def _up(self) -> int:
+        """+1 when cost rises with λ in the results so far (the gater: λ weighs accuracy),
+        -1 when it falls (the EM router: λ weighs exit cost): the mean cost at the largest λ
+        against the smallest."""
+        by_lam: dict = {}
+        for (lam, _), runs in self.results.items():
+            by_lam.setdefault(lam, []).extend(float(np.mean(p[:, 0])) for p in runs)
+        if len(by_lam) < 2:
+            return 1
+        return 1 if np.mean(by_lam[max(by_lam)]) >= np.mean(by_lam[min(by_lam)]) else -1
 
     def _missing(self, front) -> list:
         """(λ, setting, seed) the frontier's configurations lack, the configuration with the
