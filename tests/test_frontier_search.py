@@ -54,8 +54,8 @@ def test_stops_at_the_tolerance_and_at_the_budget():
     # accuracy 0.9 + 0.001 λ: gaps of 0.5 x 0.0005 against a hypervolume of ~0.9: below 1e-3
     # of it, so the coarse pass is all; with tol 0 the search goes on to its budget
     slight = lambda p: [[p["lam"], 0.9 + 0.001 * p["lam"]]]  # noqa: E731
-    assert _run(FrontierPlan(ONE, lams=[0, 1], budget=50, tol=1e-3), slight) == [0, 0.5, 1]
-    assert len(_run(FrontierPlan(ONE, lams=[0, 1], budget=5, tol=0), slight)) == 5
+    assert _run(FrontierPlan(ONE, lams=[0, 1], coarse=3, budget=50, tol=1e-3), slight) == [0, 0.5, 1]
+    assert len(_run(FrontierPlan(ONE, lams=[0, 1], coarse=3, budget=5, tol=0), slight)) == 5
     two_seeds = [dict(ONE[0], seed=0), dict(ONE[0], seed=1)]
     short = FrontierPlan(two_seeds, lams=[0, 1], coarse=3, budget=7, tol=0)
     # coarse on seed 0: 3 trials. Refining at ¼ would need 3 + 1 trials, plus the seed 1 of
@@ -70,15 +70,15 @@ def test_replicas_go_to_the_frontier_and_seeds_are_averaged():
     two = [dict(ONE[0], seed=0), dict(ONE[0], seed=1)]
     plan = FrontierPlan(two, lams=[0, 1], coarse=2, budget=10, tol=1.0)   # never refines
     batch = plan.next_points() + plan.next_points()     # the coarse batches go out together
-    assert [(p["lam"], p["seed"]) for p in batch] == [(0, 0), (1, 0)]
+    assert [(p["lam"], p["seed"]) for p in batch] == [(0, 0), (1, 1)]   # seeds in turn
     assert plan.next_points() == []
-    objective = lambda p: [[p["lam"], 0.5 + 0.2 * p["seed"] + 0.1 * p["lam"]]]  # noqa: E731
+    objective = lambda p: [[p["lam"], 0.5 + 0.2 * p["seed"] - 0.15 * p["lam"]]]  # noqa: E731
     for p in batch:
         plan.add(p, objective(p))
-    # front (0, .5), (1, .6); contributions against cost 2: .5 and .1, so λ 0 first
+    # front (0, .5), (1, .55); contributions against cost 2: .5 and .05, so λ 0 first
     [rep] = plan.next_points()
     assert (rep["lam"], rep["seed"]) == (0, 1)
-    plan.add(rep, objective(rep))  # (0, .7): λ 0's seed mean (0, .6) dominates λ 1's (1, .6)
+    plan.add(rep, objective(rep))  # (0, .7): λ 0's seed mean (0, .6) dominates λ 1's (1, .55)
     assert plan.val_front() == [(0.0, pytest.approx(0.6), 0.0, _setting(ONE[0]))]
     assert plan.next_points() == [] and plan.finished and plan.runs == 3   # λ 1: off the front
 
@@ -91,11 +91,11 @@ def test_a_failed_trial_adds_nothing():
     assert plan.outstanding == 0 and plan.val_front() == [(1.0, 0.9, 1.0, _setting(ONE[0]))]
 
 
-def test_the_search_seed_picks_the_exploring_seed():
+def test_exploring_seeds_go_in_turn_from_the_search_seed():
     three = [dict(ONE[0], seed=s) for s in (7, 8, 9)]
-    for seed, want in ((0, 7), (1, 8), (4, 8)):
-        plan = FrontierPlan(three, lams=[0, 1], coarse=2, seed=seed)
-        assert {p["seed"] for p in plan.next_points() + plan.next_points()} == {want}
+    for seed, want in ((0, [7, 8, 9]), (1, [8, 9, 7]), (4, [8, 9, 7])):
+        plan = FrontierPlan(three, lams=[0, 1], coarse=3, seed=seed)
+        assert [p["seed"] for _ in range(3) for p in plan.next_points()] == want
 
 
 def test_pareto_and_hypervolume_by_hand():
@@ -140,10 +140,12 @@ def test_plans_follow_each_familys_grid():
     assert set(by_family) == {"experts", "exits"}
     gater = by_family["experts"]
     assert len(gater.settings) == len(cfg.gater.taus) and gater.seeds == list(cfg.gater.seeds)
-    assert [b[0][0] for b in gater.todo] == [min(cfg.gater.lams), np.mean(
-        [min(cfg.gater.lams), max(cfg.gater.lams)]), max(cfg.gater.lams)]
-    assert gater.budget == 30 and gater.seed == cfg.gater.seeds[0]
-    assert all(len(b) == len(cfg.gater.taus) for b in gater.todo)   # every τ, one seed
+    lo, hi = min(cfg.gater.lams), max(cfg.gater.lams)
+    assert [b[0][0] for b in gater.todo] == pytest.approx(
+        np.linspace(lo, hi, cfg.sweep.coarse_lams).tolist())
+    assert gater.budget == 30
+    assert all(len(b) == len(cfg.gater.taus) for b in gater.todo)   # every τ, one seed each
+    assert [x[2] for x in gater.todo[0]] == list(cfg.gater.seeds)[:len(cfg.gater.taus)]
 
 
 @pytest.mark.parametrize("sets, message", [

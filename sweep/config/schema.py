@@ -79,13 +79,13 @@ class SweepConfig:
     search: str = "grid"                 # grid | frontier: adaptive λ placement
                                          # (sweep/tuning/frontier_plan.py) | optuna: Tune's
                                          # OptunaSearch, multi-objective (one family)
-    search_seed: int = 0                 # frontier: which seed explores; optuna: sampler seed
+    search_seed: int = 0                 # frontier: the first exploring seed; optuna: sampler
     early_stop_patience: int = 0         # stop a trial after this many reports without its
                                          # val objective improving (0: off;
                                          # sweep/tuning/stopping.py)
     early_stop_delta: float = 1e-3       # ... improving by more than this
     max_trials: int = 0                  # frontier: trials per family (0: its grid's size)
-    coarse_lams: int = 3                 # frontier: λ values of the first, coarse pass
+    coarse_lams: int = 4                 # frontier: λ values of the first, coarse pass
     hv_tol: float = 1e-3                 # frontier: stop refining when the widest gap is <= this
                                          # share of the val frontier's hypervolume
     axes: dict = field(default_factory=dict)   # {"<section>.<field>": [values]}: more grid

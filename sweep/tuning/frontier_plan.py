@@ -4,8 +4,9 @@ Pure Python (no Ray): `sweep/tuning/search.py` adapts it to Tune's Searcher API.
 
 One plan per family. The family's grid at one λ is the `template`: its *settings* (τ x
 variants x axes) times its seeds. A *configuration* is one (λ, setting); its val point is the
-mean over the seeds run of it. The plan explores with ONE training seed (the `seed`-th of the
-grid's seeds, so the search seed picks it) and then
+mean over the seeds run of it. The plan explores with ONE training seed per configuration, the
+grid's seeds in turn from the `seed`-th (the search seed; in turn, so no one seed's luck
+steers the search), and then
 
 1. runs the coarse grid: `coarse` λ values evenly spaced over [min λ, max λ] of the family's
    configured grid (both ends included), each with every setting, as one batch;
@@ -109,16 +110,16 @@ def largest_gap(front, done, *, lams=(), up=1, min_step=1e-3) -> tuple:
 class FrontierPlan:
     """The λ placement of one family (module doc)."""
 
-    def __init__(self, template: list, *, lams, coarse=3, budget=0, tol=1e-3, min_step=1e-3,
+    def __init__(self, template: list, *, lams, coarse: int, budget=0, tol=1e-3, min_step=1e-3,
                  seed=0):
         points = [{k: v for k, v in p.items() if k != "lam"} for p in template]
         self.seeds = list(dict.fromkeys(p.get("seed") for p in points))
-        self.seed = self.seeds[seed % len(self.seeds)]          # the exploring trials' seed
+        self.turn = seed                                         # the next exploring seed
         self.settings = {_setting(p): {k: v for k, v in p.items() if k != "seed"}
                          for p in points}                        # setting -> its point fields
         lo, hi = float(min(lams)), float(max(lams))
         grid = np.linspace(lo, hi, max(1, coarse)) if hi > lo else np.array([lo])
-        self.todo = [[(round(float(x), DIGITS), s, self.seed) for s in self.settings]
+        self.todo = [[(round(float(x), DIGITS), s, self._explorer()) for s in self.settings]
                      for x in dict.fromkeys(grid.tolist())]     # batches of (λ, setting, seed)
         self.budget = budget or len(points) * len(lams)
         self.tol, self.min_step = tol, min_step
@@ -173,9 +174,14 @@ class FrontierPlan:
         reserve = len(self._missing(front)) + len(todo) * (len(self.seeds) - 1)
         if todo and area > self.tol * hypervolume(front) and \
                 self.runs + len(todo) + reserve <= self.budget:
-            return [(lam, s, self.seed) for lam, s in todo]
+            return [(lam, s, self._explorer()) for lam, s in todo]
         missing = self._missing(front)
         return [m for m in missing if m[:2] == missing[0][:2]]     # one configuration
+
+    def _explorer(self):
+        """The seed of the next exploring trial: the grid's seeds in turn."""
+        self.turn += 1
+        return self.seeds[(self.turn - 1) % len(self.seeds)]
 
     def _up(self) -> int:
         """+1 when cost rises with λ in the results so far (the gater: λ weighs accuracy),
