@@ -224,6 +224,26 @@ def test_section_1_rows_show_flop_ratio_gflops_and_no_target():
     assert "| 40.0x |" in paper16
 
 
+def test_frozen_trunk_row_by_hand():
+    """_frozen_summary from hand-made numbers: 1,000 samples/s against Algorithm 1's 5 and the
+    cached 300; FLOPs 5.1e9 / 3e7 per sample; memory 2,400 vs 900 bytes."""
+    from sweep.bench.__main__ import markdown
+    r = _hand_made_shape()
+    t = {"frozen": {"samples_per_s": 1000.0, "runs": [1000.0], "samples": 8},
+         "algorithm1": r["algorithm1"], "cached": r["cached"]}
+    arr = SimpleNamespace(bytes_per_sample={"trained": 900, "frozen": 2400})
+    fps = {**r["flops_per_sample"], "frozen_step": 3e7}
+    f = BG._frozen_summary(t, fps, arr, warm=0.5, cached_warm=0.5)
+    assert f["speedup"] == pytest.approx(200.0) and f["vs_cached"] == pytest.approx(10 / 3)
+    assert f["flop_ratio"] == pytest.approx(170.0) and f["achieved_gflops"] == pytest.approx(30)
+    assert f["memory_vs_cached"] == pytest.approx(2400 / 900)
+    res = {"sections": {"cached_vs_algorithm1": {"paper": {**r, "frozen": f}}}, "errors": {},
+           "device": "test machine", "created": "now", "argv": []}
+    [row] = [x for x in markdown(res).splitlines() if x.startswith("| 1. `gater.trunk: frozen`")]
+    assert "samples/s 1000 (30.0 GFLOP/s); 3.33x the cached trainer; FLOP ratio 170x" in row
+    assert "2,400 B vs 900 B, 2.7x" in row and row.endswith("| 200.0x | >= 140x | yes |")
+
+
 def test_search_runs_average_padded_with_their_last_value():
     """A search run that stopped early keeps its hypervolume: runs of 3 and 2 trials average
     over 3 points, the short one repeating its last; each run's trial count is kept."""
@@ -238,3 +258,20 @@ def test_search_runs_average_padded_with_their_last_value():
     assert r["targets_met"]["within_0.5pct_of_grid_with_half_its_trials"]
     assert not summarise(curves, n=5, budget=3)["targets_met"][
         "within_0.5pct_of_grid_with_half_its_trials"]               # 3 trials > 5 / 2
+
+
+def test_grid_seed_pairs_score_the_grid_without_one_seed(tmp_path):
+    """seed_pairs on a fake run: one entry per pair of its seeds, each the HV that _score
+    gives the rows of those two seeds alone (the full run scored the same way is the third
+    reference)."""
+    import itertools
+
+    from sweep.bench.search import _load, _score, seed_pairs
+    from tests.fake_results import write_fake_results
+    run = write_fake_results(tmp_path / "run", families=("experts",))
+    routers, ref, _ = _load(str(run))
+    seeds = sorted(routers["seed"].unique())
+    got = seed_pairs(str(run))
+    assert list(got) == [f"{a:g}+{b:g}" for a, b in itertools.combinations(seeds, 2)]
+    for (a, b), v in zip(itertools.combinations(seeds, 2), got.values()):
+        assert v == _score(routers[routers["seed"].isin([a, b])], ref)[1]

@@ -186,7 +186,8 @@ def _rows_1(s) -> list:
                     f"{speed(b, 'algorithm1', '.1f')}; cached "
                     f"{_f(b.get('cached_vs_fp32_cached'), '.2f')}x the fp32 one)",
                     _f(b.get("speedup"), ".1f") + "x", "-", "-"))
-        out.append(_row_frozen(shape, r.get("frozen") or {}))
+        if r.get("frozen"):
+            out.append(_row_frozen(shape, r["frozen"]))
     return out
 
 
@@ -262,6 +263,12 @@ def _rows_6(s) -> list:
               _met(gap, lambda v: r["targets_met"]["within_0.5pct_of_grid_with_half_its_trials"])),
              (f"6. frontier minus optuna, test HV at {r['budget']} trials", _f(d, "+.4f"), "> 0",
               _met(d, lambda v: v > 0))]
+    pairs = r.get("grid_seed_pairs") or {}
+    if pairs.get("test_hv"):
+        shown = ", ".join(f"{k}: {v:.4f}" for k, v in pairs["test_hv"].items())
+        rows.append((f"6. the metric's noise: the full grid's test HV on each pair of its seeds "
+                     f"({shown}), spread / full", _f(pairs.get("spread_of_full"), ".2%"),
+                     "-", "-"))
     return rows
 
 

@@ -17,10 +17,12 @@ plot
 (`FILE-search.html`, FILE being the bench's JSON).
 
 Targets (issue 14): frontier's test hypervolume within 0.5 % of the full grid's with at most
-half its trials, and above optuna's at the same budget.
+half its trials, and above optuna's at the same budget. The metric's own noise beside them: the
+full grid's test hypervolume scored on each pair of its three seeds (`seed_pairs`).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -52,26 +54,42 @@ def _run(sets: list, out: str) -> str:
     return out
 
 
-def curve(run_dir: str) -> dict:
-    """{"val": [HV after k trials], "test": [...]} of one run (module doc)."""
+def _load(run_dir: str) -> tuple:
+    """(the gater's ok rows on the whole test / val set, the costliest single model's cost,
+    the ok trials in the order Tune created them)."""
     points = pd.read_parquet(os.path.join(run_dir, "points.parquet"))
     trials = [t["trial_id"] for t in json.load(open(os.path.join(run_dir, "manifest.json")))
               ["trials"] if t["status"] == "ok"]
     ok = points[(points["status"] == "ok") & (points["severity"] == "all")]
     ref = ok.loc[ok["method"].isin(SINGLE_METHODS), "cost"].max()
-    routers = ok[ok["method"] == "gater"]
-    out = {"val": [], "test": []}
-    for k in range(1, len(trials) + 1):
-        seen = routers[routers["trial_id"].isin(trials[:k])]
-        val, test = (seen[seen["split"] == s].groupby(["lam", "tau"])[["cost", "accuracy"]]
-                     .mean() for s in ("val", "test"))
-        chosen = val[pareto_mask(cost=val["cost"], accuracy=val["accuracy"])]
-        test = test.reindex(chosen.index).dropna()
-        out["val"].append(normalised_hypervolume(cost=chosen["cost"],
-                                                 accuracy=chosen["accuracy"], ref_cost=ref))
-        out["test"].append(normalised_hypervolume(cost=test["cost"],
-                                                  accuracy=test["accuracy"], ref_cost=ref))
-    return out
+    return ok[ok["method"] == "gater"], ref, trials
+
+
+def _score(rows: pd.DataFrame, ref: float) -> tuple:
+    """(val HV, test HV) of the val-chosen configurations of these rows (seed means)."""
+    val, test = (rows[rows["split"] == s].groupby(["lam", "tau"])[["cost", "accuracy"]].mean()
+                 for s in ("val", "test"))
+    chosen = val[pareto_mask(cost=val["cost"], accuracy=val["accuracy"])]
+    test = test.reindex(chosen.index).dropna()
+    return tuple(normalised_hypervolume(cost=f["cost"], accuracy=f["accuracy"], ref_cost=ref)
+                 for f in (chosen, test))
+
+
+def curve(run_dir: str) -> dict:
+    """{"val": [HV after k trials], "test": [...]} of one run (module doc)."""
+    routers, ref, trials = _load(run_dir)
+    scores = [_score(routers[routers["trial_id"].isin(trials[:k])], ref)
+              for k in range(1, len(trials) + 1)]
+    return {"val": [v for v, _ in scores], "test": [t for _, t in scores]}
+
+
+def seed_pairs(run_dir: str) -> dict:
+    """The metric's own noise: the test HV of the full grid scored on each pair of its seeds
+    ({"0+1": HV, ...}): how far the same grid moves when one training seed is left out."""
+    routers, ref, _ = _load(run_dir)
+    seeds = sorted(routers["seed"].dropna().unique())
+    return {f"{a:g}+{b:g}": _score(routers[routers["seed"].isin([a, b])], ref)[1]
+            for a, b in itertools.combinations(seeds, 2)}
 
 
 def _mean(curves: list) -> dict:
@@ -96,7 +114,13 @@ def run(*, smoke: bool, log=print) -> dict:
                 log(f"[bench] search: {name} run {i + 1}/{len(runs)}")
                 got.append(curve(_run(sets, os.path.join(tmp, f"{name}-{i}"))))
             curves[name] = {"mean": _mean(got), "runs": got}
-    return summarise(curves, n=n, budget=budget)
+            if name == "grid":
+                pairs = seed_pairs(os.path.join(tmp, "grid-0"))
+    out = summarise(curves, n=n, budget=budget)
+    full = out["final"]["grid"]["test"]
+    out["grid_seed_pairs"] = {"test_hv": pairs, "spread_of_full": (
+        (max(pairs.values()) - min(pairs.values())) / full if pairs and full else None)}
+    return out
 
 
 def _trials(mean: dict) -> int:
