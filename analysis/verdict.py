@@ -29,8 +29,8 @@ import pandas as pd
 from scipy import stats
 
 from analysis.frontier import NOT_DEPLOYABLE, SINGLE_METHODS, is_learned, select, upper_hull
-from analysis.intervals import (NONE, SEEDS, TWO_WAY, crossed_variance, decision_units,
-                                half_width, seed_variance)
+from analysis.intervals import (NONE, SAMPLES, SEEDS, TWO_WAY, crossed_variance,
+                                decision_units, half_width, seed_variance)
 from analysis.scores import normalised_hypervolume
 from analysis.selection import candidates, val_frontier
 from analysis.stats import setting_ids
@@ -62,7 +62,7 @@ def lift_test(diffs, *, confidence=0.95) -> dict:
     d = np.asarray(diffs, float)
     if d.ndim == 2:
         var, df = crossed_variance(d)
-        method = TWO_WAY
+        method = TWO_WAY if len(d) > 1 else SAMPLES     # one seed: test samples only
     elif len(d) > 1:
         var, df = seed_variance(d)
         method = SEEDS
@@ -129,13 +129,24 @@ def _paired_means(router_runs: list, mixes: list, paired: _Paired, severity) -> 
     """{seed: DataFrame (router, ref) per sample, averaged over the K points}, for the seeds
     every point has; `router_runs[k]`: {seed: pid}, `mixes[k]`: [(ref runs, weight)]."""
     out = {}
-    for seed in sorted(set.intersection(*(set(r) for r in router_runs))):
+    for key, seeds in _seed_rows(router_runs):
         per_point = [_correct_pair(r, m, seed, paired, severity)
-                     for r, m in zip(router_runs, mixes)]
+                     for r, m, seed in zip(router_runs, mixes, seeds)]
         if all(p is not None for p in per_point):
-            out[seed] = pd.concat(per_point).groupby(level=0).mean() \
+            out[key] = pd.concat(per_point).groupby(level=0).mean() \
                 if len(per_point) > 1 else per_point[0]
     return out
+
+
+def _seed_rows(router_runs: list) -> list:
+    """[(key, the seed of each point)]: the seeds every point has; when the points share none
+    (an adaptive search runs some configurations on fewer seeds), their seeds by rank, as
+    many as the fewest-seeded point has (one: the samples-only interval)."""
+    common = sorted(set.intersection(*(set(r) for r in router_runs)))
+    if common:
+        return [(seed, [seed] * len(router_runs)) for seed in common]
+    ranked = [sorted(r) for r in router_runs]
+    return [(f"rank{i}", [r[i] for r in ranked]) for i in range(min(map(len, ranked)))]
 
 
 def _matrices(pairs: dict) -> tuple:

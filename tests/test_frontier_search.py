@@ -64,6 +64,10 @@ def test_stops_at_the_tolerance_and_at_the_budget():
     # then nothing is missing and refining still does not fit: done at 6
     assert _run(short, lambda p: [[p["lam"], math.sqrt(p["lam"])]]) == [0, .5, 1, .5, 1, 0]
     assert short.runs == 6 and short.finished
+    # one more trial of budget: the frontier has all its seeds, so ¼ runs on both at once
+    more = FrontierPlan(two_seeds, lams=[0, 1], coarse=3, budget=8, tol=0)
+    assert _run(more, lambda p: [[p["lam"], math.sqrt(p["lam"])]]) == \
+        [0, .5, 1, .5, 1, 0, .25, .25]
 
 
 def test_replicas_go_to_the_frontier_and_seeds_are_averaged():

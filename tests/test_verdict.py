@@ -278,3 +278,20 @@ def test_significance_boundary_and_a_zero_lift():
                                     "reference better"]
     from analysis.m_step import _pts
     assert _pts(-0.0001) == "+0.0 pts" and _pts(-0.002) == "-0.2 pts"
+
+
+def test_frontier_points_without_a_common_seed_are_paired_by_rank():
+    """An adaptive search ran λ = 0.7 on seed 2 only (val cost 2.5, val 100 %: on the val
+    frontier beside λ = 0.5's seeds 0 and 1): no seed is common, so each point's first seed
+    stands for one pseudo-seed (n_seeds 1, the samples-only interval), not NaN. λ = 0.5 seed 0
+    lifts 0,½,−½,½ (module doc); λ = 0.7 at cost 2.5 meets ¼A + ¾B = 1,¾,¾,¼ and is all right:
+    0,¼,¼,¾; per sample the mean of the two: 0, ⅜, −⅛, ⅝ -> 0.21875."""
+    runs = [r for r in RUNS if r[1] != 0.9] + [
+        ("gater", 0.7, None, "val", 2, 2.5, (1, 1, 1, 1)),
+        ("gater", 0.7, None, "test", 2, 2.5, (1, 1, 1, 1))]
+    v = _verdict(runs)
+    row = v[(v["severity"] == "all") & (v["versus"] == STATIC)].iloc[0]
+    assert row["points"] == 2 and row["n_seeds"] == 1
+    assert row["lift"] == pytest.approx(0.21875)
+    from analysis.intervals import SAMPLES as SAMPLES_ONLY
+    assert row["ci_method"] == SAMPLES_ONLY
