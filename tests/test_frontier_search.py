@@ -64,10 +64,11 @@ def test_stops_at_the_tolerance_and_at_the_budget():
     # then nothing is missing and refining still does not fit: done at 6
     assert _run(short, lambda p: [[p["lam"], math.sqrt(p["lam"])]]) == [0, .5, 1, .5, 1, 0]
     assert short.runs == 6 and short.finished
-    # one more trial of budget: the frontier has all its seeds, so ¼ runs on both at once
+    # one more trial of budget: ¼ fits with its replica (3 + 1 + 4 = 8), then the replicas
+    # by contribution against cost 4/3: ¼ (.125), ½ (.104), 1 (.098), 0 (0)
     more = FrontierPlan(two_seeds, lams=[0, 1], coarse=3, budget=8, tol=0)
     assert _run(more, lambda p: [[p["lam"], math.sqrt(p["lam"])]]) == \
-        [0, .5, 1, .5, 1, 0, .25, .25]
+        [0, .5, 1, .25, .25, .5, 1, 0]
 
 
 def test_replicas_go_to_the_frontier_and_seeds_are_averaged():

@@ -24,8 +24,7 @@ steers the search), and then
    `tol` x the frontier's hypervolume (against the costliest point and accuracy 0), when no
    pair has a split left (λ closer than `min_step`, or run already), or when refining would
    leave too little budget to replicate every configuration of the frontier (the new ones
-   included): the frontier reported is never one seed's luck; once the frontier has all its
-   seeds, a gap is refined with all of them at once, while the budget allows;
+   included): the frontier reported is never one seed's luck;
 4. stops when the next batch would exceed `budget` trials, or nothing is left to run.
 
 Deterministic: the same seed and results give the same sequence of points (no random draw).
@@ -177,12 +176,7 @@ class FrontierPlan:
                 self.runs + len(todo) + reserve <= self.budget:
             return [(lam, s, self._explorer()) for lam, s in todo]
         missing = self._missing(front)
-        if missing:
-            return [m for m in missing if m[:2] == missing[0][:2]]     # one configuration
-        if todo and area > self.tol * hypervolume(front) and \
-                self.runs + len(todo) * len(self.seeds) <= self.budget:
-            return [(lam, s, seed) for lam, s in todo for seed in self.seeds]   # all seeds
-        return []
+        return [m for m in missing if m[:2] == missing[0][:2]]     # one configuration
 
     def _explorer(self):
         """The seed of the next exploring trial: the grid's seeds in turn."""
