@@ -275,3 +275,19 @@ def test_grid_seed_pairs_score_the_grid_without_one_seed(tmp_path):
     assert list(got) == [f"{a:g}+{b:g}" for a, b in itertools.combinations(seeds, 2)]
     for (a, b), v in zip(itertools.combinations(seeds, 2), got.values()):
         assert v == _score(routers[routers["seed"].isin([a, b])], ref)[1]
+
+
+def test_other_searches_are_scored_like_the_frontier():
+    from sweep.bench.__main__ import _rows_6
+    from sweep.bench.search import summarise
+    curves = {"grid": {"mean": {"val": [.5] * 4, "test": [.8] * 4}},
+              "frontier": {"mean": {"val": [.3, .6], "test": [.3, .78]}},
+              "frontier_one_seed": {"mean": {"val": [.3, .7], "test": [.4, .792],
+                                             "trials": [2, 1]}},
+              "optuna": {"mean": {"val": [.2, .5], "test": [.2, .79]}}}
+    r = summarise(curves, n=4, budget=2)
+    o = r["other_searches"]["frontier_one_seed"]
+    assert o["trials"] == 2 and o["test_gap_to_full_grid"] == pytest.approx(0.01)
+    assert o["minus_optuna_test_at_budget"] == pytest.approx(0.002)
+    rows = [x for x in _rows_6({"search": r}) if x[0].startswith("6. frontier_one_seed vs")]
+    assert rows and rows[0][1] == "1.00% below; +0.0020"

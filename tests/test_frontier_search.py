@@ -71,6 +71,19 @@ def test_stops_at_the_tolerance_and_at_the_budget():
         [0, .5, 1, .25, .25, .5, 1, 0]
 
 
+def test_without_replicas_the_whole_budget_refines():
+    """replicate=False: the sqrt frontier of test_sqrt_frontier_by_hand on two seeds, seeds in
+    turn, never a second seed of one configuration."""
+    two = [dict(ONE[0], seed=0), dict(ONE[0], seed=1)]
+    plan = FrontierPlan(two, lams=[0, 1], coarse=3, budget=7, tol=0, replicate=False)
+    seen = []
+    while batch := plan.next_points():
+        for p in batch:
+            seen.append((p["lam"], p["seed"]))
+            plan.add(p, [[p["lam"], math.sqrt(p["lam"])]])
+    assert seen == [(0, 0), (.5, 1), (1, 0), (.25, 1), (.75, 0), (.125, 1), (.375, 0)]
+
+
 def test_replicas_go_to_the_frontier_and_seeds_are_averaged():
     two = [dict(ONE[0], seed=0), dict(ONE[0], seed=1)]
     plan = FrontierPlan(two, lams=[0, 1], coarse=2, budget=10, tol=1.0)   # never refines

@@ -255,7 +255,9 @@ def _rows_6(s) -> list:
              f"{', mean of search seeds ' + str(r['search_seeds']) if k != 'grid' else ''})",
              f"{_f(v['val'], '.4f')} / {_f(v['test'], '.4f')}", "-", "-")
             for k, v, n in ((k, v, r["grid_trials"] if k == "grid" else
-                             r["frontier_trials"] if k == "frontier" else r["budget"])
+                             r["frontier_trials"] if k == "frontier" else
+                             (r.get("other_searches") or {}).get(k, {}).get("trials",
+                                                                            r["budget"]))
                             for k, v in f.items())]
     rows += [(f"6. frontier vs the full grid, test HV ({r['frontier_trials']} of "
               f"{r['grid_trials']} trials)", _f(gap, ".2%") + " below",
@@ -263,6 +265,10 @@ def _rows_6(s) -> list:
               _met(gap, lambda v: r["targets_met"]["within_0.5pct_of_grid_with_half_its_trials"])),
              (f"6. frontier minus optuna, test HV at {r['budget']} trials", _f(d, "+.4f"), "> 0",
               _met(d, lambda v: v > 0))]
+    for k, o in (r.get("other_searches") or {}).items():
+        rows.append((f"6. {k} vs the full grid, test HV ({o['trials']} trials); minus optuna at "
+                     f"{r['budget']}", f"{_f(o['test_gap_to_full_grid'], '.2%')} below; "
+                     f"{_f(o['minus_optuna_test_at_budget'], '+.4f')}", "-", "-"))
     pairs = r.get("grid_seed_pairs") or {}
     if pairs.get("test_hv"):
         shown = ", ".join(f"{k}: {v:.4f}" for k, v in pairs["test_hv"].items())

@@ -7,6 +7,8 @@ temporary directory, report off:
 * `grid`: the configured grid (λ x τ x seed), in grid order, all N of its trials;
 * `frontier`: `sweep.search: frontier` with B = N // 2 trials, search seeds 0, 1, 2 (`SEEDS`:
   the seed its exploring trials train with);
+* `frontier_one_seed`: the same with `sweep.replicate: false` (every configuration on one
+  seed, as Optuna's trials are: single trained models, not seed means);
 * `optuna`: `sweep.search: optuna` with the same B, sampler seeds 0, 1, 2.
 
 After the first k trials of a run (in the order Tune created them), the score is the
@@ -36,6 +38,10 @@ from analysis.scores import normalised_hypervolume
 from sweep.config import load_config
 
 SEEDS = (0, 1, 2)
+# the searches at the budget besides the grid: name -> their config keys
+SEARCHES = {"frontier": ["sweep.search=frontier"],
+            "frontier_one_seed": ["sweep.search=frontier", "sweep.replicate=false"],
+            "optuna": ["sweep.search=optuna"]}
 SMOKE = ["gater.lams=[0.5,0.75,1.0]", "gater.taus=[1.0]", "gater.seeds=[0,1]",
          "gater.epochs=1", "experts.max_epochs=1", "experts.latency_repeats=5"]
 
@@ -104,8 +110,8 @@ def _mean(curves: list) -> dict:
 def run(*, smoke: bool, log=print) -> dict:
     base, n, budget = _configs(smoke)
     searches = {"grid": [base]} | {
-        name: [base + [f"sweep.search={name}", f"sweep.max_trials={budget}",
-                       f"sweep.search_seed={s}"] for s in SEEDS] for name in ("frontier", "optuna")}
+        name: [base + [f"sweep.max_trials={budget}", f"sweep.search_seed={s}", *sets]
+               for s in SEEDS] for name, sets in SEARCHES.items()}
     curves = {}
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         for name, runs in searches.items():
@@ -137,9 +143,14 @@ def summarise(curves: dict, *, n: int, budget: int) -> dict:
     at_b = lambda k: curves[k]["mean"]["test"][min(budget, len(curves[k]["mean"]["test"])) - 1]  # noqa: E731
     gap = (grid_test - front_test) / grid_test if grid_test else None
     used = _trials(curves["frontier"]["mean"])
+    others = {k: {"trials": _trials(v["mean"]),
+                  "test_gap_to_full_grid": (grid_test - final[k]["test"]) / grid_test
+                  if grid_test else None, "minus_optuna_test_at_budget": at_b(k) - at_b("optuna")}
+              for k, v in curves.items() if k not in ("grid", "frontier", "optuna")}
     return {"grid_trials": n, "budget": budget, "search_seeds": list(SEEDS), "final": final,
             "frontier_trials": used, "frontier_test_gap_to_full_grid": gap,
             "frontier_minus_optuna_test_at_budget": at_b("frontier") - at_b("optuna"),
+            "other_searches": others,
             "targets_met": {"within_0.5pct_of_grid_with_half_its_trials":
                             gap is not None and gap <= 0.005 and used <= n / 2,
                             "beats_optuna_at_equal_budget": at_b("frontier") > at_b("optuna")},
@@ -148,7 +159,8 @@ def summarise(curves: dict, *, n: int, budget: int) -> dict:
 
 def figure(section: dict):
     """Plotly: HV on val (dashed) and test (solid) against trials, one colour per search."""
-    colors = {"grid": "#4D4D4D", "frontier": "#0072B2", "optuna": "#E69F00"}
+    colors = {"grid": "#4D4D4D", "frontier": "#0072B2", "frontier_one_seed": "#56B4E9",
+              "optuna": "#E69F00"}
     fig = go.Figure()
     for name, c in section["curves"].items():
         for split, dash in (("test", "solid"), ("val", "dash")):

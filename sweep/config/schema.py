@@ -86,6 +86,8 @@ class SweepConfig:
     early_stop_delta: float = 1e-3       # ... improving by more than this
     max_trials: int = 0                  # frontier: trials per family (0: its grid's size)
     coarse_lams: int = 4                 # frontier: λ values of the first, coarse pass
+    replicate: bool = True               # frontier: the frontier's configurations on every seed
+                                         # (false: each configuration on one seed, in turn)
     hv_tol: float = 1e-3                 # frontier: stop refining when the widest gap is <= this
                                          # share of the val frontier's hypervolume
     axes: dict = field(default_factory=dict)   # {"<section>.<field>": [values]}: more grid

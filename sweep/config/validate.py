@@ -48,7 +48,7 @@ RULES = {
     "sweep.search": Choice(("grid", "frontier", "optuna")), "sweep.max_trials": NONNEG,
     "sweep.search_seed": SEED,
     "sweep.early_stop_patience": NONNEG, "sweep.early_stop_delta": NONNEG,
-    "sweep.coarse_lams": Num(2), "sweep.hv_tol": FRACTION,
+    "sweep.coarse_lams": Num(2), "sweep.hv_tol": FRACTION, "sweep.replicate": Flag(),
     "sweep.callbacks": Grid(Choice(tuple(TRACKERS)), empty_ok=True),
 }
 

@@ -27,6 +27,10 @@ steers the search), and then
    included): the frontier reported is never one seed's luck;
 4. stops when the next batch would exceed `budget` trials, or nothing is left to run.
 
+With `replicate=False` step 3 never runs: every configuration stays on its one seed (as
+Optuna's trials do) and the whole budget goes to refining; the frontier reported is then single
+trained models, chosen on val, not seed means.
+
 Deterministic: the same seed and results give the same sequence of points (no random draw).
 """
 from __future__ import annotations
@@ -111,7 +115,7 @@ class FrontierPlan:
     """The λ placement of one family (module doc)."""
 
     def __init__(self, template: list, *, lams, coarse: int, budget=0, tol=1e-3, min_step=1e-3,
-                 seed=0):
+                 seed=0, replicate=True):
         points = [{k: v for k, v in p.items() if k != "lam"} for p in template]
         self.seeds = list(dict.fromkeys(p.get("seed") for p in points))
         self.turn = seed                                         # the next exploring seed
@@ -122,7 +126,7 @@ class FrontierPlan:
         self.todo = [[(round(float(x), DIGITS), s, self._explorer()) for s in self.settings]
                      for x in dict.fromkeys(grid.tolist())]     # batches of (λ, setting, seed)
         self.budget = budget or len(points) * len(lams)
-        self.tol, self.min_step = tol, min_step
+        self.tol, self.min_step, self.replicate = tol, min_step, replicate
         self.runs, self.outstanding, self.lams, self.finished = 0, 0, [], False
         self.ran: set = set()                    # (λ, setting, seed) handed out
         self.results: dict = {}                  # (λ, setting) -> [val points per seed]
@@ -171,7 +175,8 @@ class FrontierPlan:
                                  up=self._up(), min_step=self.min_step)
         # refine only while the budget still covers the seeds the frontier lacks, the new
         # configurations' included: the frontier found is never left on one seed
-        reserve = len(self._missing(front)) + len(todo) * (len(self.seeds) - 1)
+        reserve = len(self._missing(front)) + len(todo) * (len(self.seeds) - 1) \
+            if self.replicate else 0
         if todo and area > self.tol * hypervolume(front) and \
                 self.runs + len(todo) + reserve <= self.budget:
             return [(lam, s, self._explorer()) for lam, s in todo]
@@ -198,6 +203,8 @@ class FrontierPlan:
         """(λ, setting, seed) the frontier's configurations lack, the configuration with the
         largest hypervolume contribution first (a configuration once: the EM router's curve
         puts several points of one on the frontier)."""
+        if not self.replicate:
+            return []                    # replicate=False: every configuration on one seed
         order = np.argsort(-np.asarray(contributions(front)), kind="stable")
         configs = dict.fromkeys((front[i][2], front[i][3]) for i in order)
         return [(lam, s, seed) for lam, s in configs for seed in self.seeds

@@ -55,7 +55,8 @@ def plans(cfg) -> dict:
         first = grid[0]["lam"]
         out[f.name] = FrontierPlan([p for p in grid if p["lam"] == first],
                                    lams=f.section_of(cfg).lams, coarse=sw.coarse_lams,
-                                   budget=sw.max_trials, tol=sw.hv_tol, seed=sw.search_seed)
+                                   budget=sw.max_trials, tol=sw.hv_tol, seed=sw.search_seed,
+                                   replicate=sw.replicate)
     return out
 
 
