@@ -114,10 +114,26 @@ def decision_units(decisions: pd.DataFrame) -> dict:
         {"correct": float, "cost": float})
     levels = d.groupby(["point_id", "severity", "sample_id"], sort=True)[["correct", "cost"]].mean()
     whole = d.groupby(["point_id", "sample_id"], sort=True)[["correct", "cost"]].mean()
-    out = {key: part.droplevel([0, 1]) for key, part in levels.groupby(level=[0, 1], sort=False)}
-    out.update({(pid, "all"): part.droplevel(0)
-                for pid, part in whole.groupby(level=0, sort=False)})
+    out = _split_by(levels.reset_index(), ["point_id", "severity"])
+    out.update({(pid, "all"): frame for (pid,), frame in
+                _split_by(whole.reset_index(), ["point_id"]).items()})
     return out
+
+
+def _split_by(frame: pd.DataFrame, keys: list) -> dict:
+    """{key tuple: its rows' (correct, cost) indexed by sample_id} of a frame sorted by keys:
+    one slice per run of equal keys (a groupby + droplevel per group costs ~10x more)."""
+    cols = [frame[k].to_numpy() for k in keys]
+    n = len(frame)
+    change = np.zeros(n, bool)
+    change[:1] = True
+    for c in cols:
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change).tolist() + [n]
+    sid, vals = frame["sample_id"].to_numpy(), frame[["correct", "cost"]].to_numpy(float)
+    return {tuple(c[a] for c in cols): pd.DataFrame(vals[a:b], columns=["correct", "cost"],
+                                                     index=pd.Index(sid[a:b], name="sample_id"))
+            for a, b in zip(starts[:-1], starts[1:])}
 
 
 def paired_units(units: list):

@@ -74,6 +74,10 @@ def variant_table(points: pd.DataFrame, decisions=None) -> pd.DataFrame:
     """points (+ decisions, or None) -> one row per (family, method, variant, λ) and an "all"
     row per variant (lam NaN): COLUMNS (module doc); empty when no method has both."""
     runs, rows = _runs(points), []
+    both = runs.groupby(["family", "method"])["_variant"].agg(lambda v: "" in set(v) and
+                                                             len(set(v)) > 1)
+    if not both.any():
+        return pd.DataFrame(columns=COLUMNS)        # nothing to compare: no decisions read
     units = decision_units(decisions) if decisions is not None and len(decisions) else None
     for (family, method), g in runs.groupby(["family", "method"], sort=True):
         base = g[g["_variant"] == ""]
