@@ -125,9 +125,11 @@ def build_store(cfg, splits, *, device: str, parts=None, log=print) -> tuple[dic
 
 
 def bytes_per_sample(arrays: dict) -> int:
-    """What one training sample costs a part in memory: its train arrays' bytes / N."""
-    train = arrays["train"]
-    return int(sum(np.asarray(a).nbytes for a in train.values()) // max(1, len(train["label"])))
+    """What one sample costs a part in memory: its train arrays' bytes / N (N: their common
+    first dimension; the first split without a train one)."""
+    split = arrays.get("train") or next(iter(arrays.values()), {})
+    n = max((len(a) for a in split.values()), default=0)
+    return int(sum(np.asarray(a).nbytes for a in split.values()) // max(1, n))
 
 
 def merge_parts(parts) -> dict:
