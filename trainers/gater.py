@@ -95,7 +95,6 @@ def frozen_trunk(*, seed: int, state: dict | None = None) -> nn.Module:
 
 
 TRUNK_DTYPES = {"fp16": np.float16, "fp32": np.float32}
-FP16_MAX = 65504.0
 
 
 @torch.no_grad()
@@ -109,7 +108,7 @@ def trunk_features(trunk: nn.Module, gater_input, *, dtype="fp16", device="cpu",
                                .to(device))).permute(0, 2, 3, 1).float().contiguous().cpu()
            .numpy() for i in range(0, len(gater_input), batch_size)]          # [b,h,w,128]
     feats = np.concatenate(out) if out else np.zeros((0, 1, 1, 128), np.float32)
-    if dtype == "fp16" and feats.size and np.abs(feats).max() > FP16_MAX:
+    if dtype == "fp16" and feats.size and np.abs(feats).max() > np.finfo(np.float16).max:
         raise ValueError("gater.trunk_cache_dtype: fp16 overflows on these trunk activations "
                          f"(max {np.abs(feats).max():.3g}); use fp32")
     return feats.astype(TRUNK_DTYPES[dtype])

@@ -10,8 +10,8 @@
 3. store sharing: memory N concurrent trials add on one node (sweep/bench/orchestration.py)
 4. feature building: caching pass vs raw inference; a run's phases (sweep/bench/features.py)
 5. routed inference at batch 1, CUDA graphs, trials packed per GPU (sweep/bench/routed.py)
-6. search: hypervolume against trials for grid, frontier and optuna (sweep/bench/search.py;
-   needs Ray and optuna; plot in FILE-search.html)
+6. search: hypervolume against trials for grid, frontier (replicated / one seed) and optuna
+   (sweep/bench/search.py; needs Ray and optuna; plot in FILE-search.html)
 
 Machines are noisy: every number is a median over repeats, comparisons are ratios of runs
 interleaved on the same machine, and the JSON names the machine (`device`). Writes FILE (JSON:

@@ -132,8 +132,6 @@ def new_gater(s: dict, store: dict, *, seed: int, frozen: bool = False):
     return gater.freeze_trunk()
 
 
-
-
 def trial(point: dict, s: dict, store: dict, session) -> None:
     """Train one gater from cached expert logits, reporting + checkpointing every epoch; the
     last report carries the routes on val and test. A non-finite loss ends it as failed."""

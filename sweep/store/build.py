@@ -34,9 +34,8 @@ from sweep.store import io as store_io
 from sweep.store.same_build import SAME_BUILD_AS
 from trainers import experts as zoo
 from trainers import multiexit as mx
-from trainers.cost import count_flops, measure_latency_ms
 from trainers import gater as G
-from trainers.gater import Gater
+from trainers.cost import count_flops, measure_latency_ms
 
 # The source files whose change may change what a part holds (its key hashes them) ...
 CODE_FILES = ("sweep/data/datasets.py", "sweep/data/imagefolder.py", "sweep/data/images.py",
@@ -183,7 +182,7 @@ def _build_experts(cfg, expanded, *, ncls: int, device):
               f"{lat['median_ms']:.3f} ms, {meta['timings'][spec.name]:.1f} s")
     for s in arrays:
         arrays[s]["expert_logits"] = np.stack(arrays[s]["expert_logits"], 1).astype(np.float32)
-    gater = Gater(len(specs), embed_dim=cfg.gater.embed_dim).to(device).eval()
+    gater = G.Gater(len(specs), embed_dim=cfg.gater.embed_dim).to(device).eval()
     gshape = (1, 3, cfg.gater.gater_size, cfg.gater.gater_size)
     glat = measure_latency_ms(gater, input_shape=gshape, device=device,
                               repeats=cfg.experts.latency_repeats)

@@ -127,7 +127,7 @@ class FrontierPlan:
                      for x in dict.fromkeys(grid.tolist())]     # batches of (λ, setting, seed)
         self.budget = budget or len(points) * len(lams)
         self.tol, self.min_step, self.replicate = tol, min_step, replicate
-        self.runs, self.outstanding, self.lams, self.finished = 0, 0, [], False
+        self.runs, self.outstanding, self.finished = 0, 0, False
         self.ran: set = set()                    # (λ, setting, seed) handed out
         self.results: dict = {}                  # (λ, setting) -> [val points per seed]
 
@@ -146,7 +146,6 @@ class FrontierPlan:
             self.finished = True
             return []
         self.ran.update(batch)
-        self.lams += [lam for lam, _, _ in batch if lam not in self.lams]
         self.runs += len(batch)
         self.outstanding += len(batch)
         return [{**self.settings[s], "lam": lam, "seed": seed} for lam, s, seed in batch]
@@ -175,12 +174,11 @@ class FrontierPlan:
                                  up=self._up(), min_step=self.min_step)
         # refine only while the budget still covers the seeds the frontier lacks, the new
         # configurations' included: the frontier found is never left on one seed
-        reserve = len(self._missing(front)) + len(todo) * (len(self.seeds) - 1) \
-            if self.replicate else 0
+        missing = self._missing(front)
+        reserve = len(missing) + len(todo) * (len(self.seeds) - 1) if self.replicate else 0
         if todo and area > self.tol * hypervolume(front) and \
                 self.runs + len(todo) + reserve <= self.budget:
             return [(lam, s, self._explorer()) for lam, s in todo]
-        missing = self._missing(front)
         return [m for m in missing if m[:2] == missing[0][:2]]     # one configuration
 
     def _explorer(self):

@@ -17,9 +17,9 @@ from sweep import console, families
 from sweep.families import axes as AX
 from sweep.tuning.progress import Progress
 from sweep.tuning.search import FrontierSearcher, optuna_search
-from sweep.tuning.stopping import PlateauStopper
 from sweep.tuning.search import budget as search_budget
 from sweep.tuning.search import plans as search_plans
+from sweep.tuning.stopping import PlateauStopper
 from sweep.tuning.trials import router_trial as _router_trial
 
 
